@@ -1,0 +1,601 @@
+//! Frames: the incremental decoder, frame encoding, the one-buffer publish
+//! encoder and the content assembler.
+
+use super::codec::Writer;
+use super::error::ProtocolError;
+use super::method::{encode_basic_publish, Method};
+use super::properties::{encode_header, BasicProperties, ContentHeader};
+
+/// The 8 bytes a client sends first: `AMQP 0 0 9 1`.
+pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+/// Method frame type.
+pub const FRAME_METHOD: u8 = 1;
+/// Content header frame type.
+pub const FRAME_HEADER: u8 = 2;
+/// Content body frame type.
+pub const FRAME_BODY: u8 = 3;
+/// Heartbeat frame type (8, per the errata; the PDF's prose says 4).
+pub const FRAME_HEARTBEAT: u8 = 8;
+/// The octet that ends every frame.
+pub const FRAME_END: u8 = 0xCE;
+/// Bytes of a frame that are not payload: type, channel, size and frame-end.
+pub const FRAME_OVERHEAD: u32 = 8;
+/// Size of the frame header before the payload: type, channel, size.
+const FRAME_HEADER_SIZE: usize = 7;
+/// The smallest frame_max; also the limit on frames before tuning.
+pub const FRAME_MIN_SIZE: u32 = 4096;
+/// pika's default (and RabbitMQ's) frame_max.
+pub const FRAME_MAX_SIZE: u32 = 131_072;
+/// Default largest message body accepted from the network (64 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
+/// The serialized heartbeat frame.
+pub const HEARTBEAT_FRAME: [u8; 8] = [FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END];
+
+/// One AMQP frame.
+///
+/// # Example
+///
+/// ```
+/// use pikars::protocol::{Frame, FrameDecoder, Method, ChannelOpen};
+///
+/// let frame = Frame::Method { channel: 1, method: Method::from(ChannelOpen::default()) };
+/// let mut wire = Vec::new();
+/// frame.encode(&mut wire, 131_072).unwrap();
+/// let (decoded, used) = FrameDecoder::new().decode(&wire).unwrap().unwrap();
+/// assert_eq!((decoded, used), (frame, wire.len()));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A method.
+    Method {
+        /// Channel number.
+        channel: u16,
+        /// The method.
+        method: Method,
+    },
+    /// A content header.
+    Header {
+        /// Channel number.
+        channel: u16,
+        /// The header.
+        header: ContentHeader,
+    },
+    /// A piece of a content body.
+    Body {
+        /// Channel number.
+        channel: u16,
+        /// The bytes.
+        payload: Vec<u8>,
+    },
+    /// A heartbeat (always channel 0).
+    Heartbeat,
+}
+
+impl Frame {
+    /// The channel the frame belongs to (0 for heartbeats).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::protocol::Frame::Heartbeat.channel(), 0);
+    /// ```
+    pub fn channel(&self) -> u16 {
+        match *self {
+            Frame::Method { channel, .. } | Frame::Header { channel, .. } | Frame::Body { channel, .. } => channel,
+            Frame::Heartbeat => 0,
+        }
+    }
+
+    /// Appends the whole frame to `buf`, refusing a payload larger than
+    /// `frame_max` allows (0 means no limit but the 32-bit size field).
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::FrameTooLarge`] or any encoding error of the payload;
+    /// `buf` is then left as it was.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut buf = Vec::new();
+    /// pikars::protocol::Frame::Heartbeat.encode(&mut buf, 4096).unwrap();
+    /// assert_eq!(buf, pikars::protocol::HEARTBEAT_FRAME);
+    /// ```
+    pub fn encode(&self, buf: &mut Vec<u8>, frame_max: u32) -> Result<(), ProtocolError> {
+        let start = buf.len();
+        let result = match self {
+            Frame::Method { channel, method } => {
+                write_frame(buf, FRAME_METHOD, *channel, frame_max, |buf| method.encode(buf))
+            }
+            Frame::Header { channel, header } => {
+                write_frame(buf, FRAME_HEADER, *channel, frame_max, |buf| header.encode(buf))
+            }
+            Frame::Body { channel, payload } => write_frame(buf, FRAME_BODY, *channel, frame_max, |buf| {
+                buf.extend_from_slice(payload);
+                Ok(())
+            }),
+            Frame::Heartbeat => {
+                buf.extend_from_slice(&HEARTBEAT_FRAME);
+                Ok(())
+            }
+        };
+        if result.is_err() {
+            buf.truncate(start);
+        }
+        result
+    }
+}
+
+/// Largest payload a frame may carry under `frame_max` (0 = unlimited).
+pub fn payload_limit(frame_max: u32) -> u64 {
+    if frame_max == 0 {
+        u64::from(u32::MAX)
+    } else {
+        u64::from(frame_max.saturating_sub(FRAME_OVERHEAD))
+    }
+}
+
+/// Writes a frame header, the payload `fill` appends, the patched size and
+/// the frame-end octet. On error `buf` may hold a partial frame.
+fn write_frame(
+    buf: &mut Vec<u8>,
+    frame_type: u8,
+    channel: u16,
+    frame_max: u32,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<(), ProtocolError>,
+) -> Result<(), ProtocolError> {
+    buf.push(frame_type);
+    buf.extend_from_slice(&channel.to_be_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    let start = buf.len();
+    fill(buf)?;
+    let size = (buf.len() - start) as u64;
+    let limit = payload_limit(frame_max);
+    if size > limit {
+        return Err(if frame_type == FRAME_HEADER {
+            ProtocolError::HeaderTooLarge { size: size as usize, frame_max }
+        } else {
+            ProtocolError::FrameTooLarge { size, limit }
+        });
+    }
+    buf[start - 4..start].copy_from_slice(&(size as u32).to_be_bytes());
+    buf.push(FRAME_END);
+    Ok(())
+}
+
+/// Appends a whole `basic.publish`: the method frame, the content header
+/// frame and the body split into frames of at most `frame_max - 8` bytes, so
+/// that the caller can send it with one write. Nothing is allocated once `buf`
+/// has grown to the message's size.
+///
+/// # Errors
+///
+/// [`ProtocolError::ShortStringTooLong`] for a name over 255 bytes,
+/// [`ProtocolError::HeaderTooLarge`] if the properties do not fit one frame,
+/// and table errors for the headers. `buf` is then left as it was, so the
+/// channel stays usable.
+///
+/// # Example
+///
+/// ```
+/// use pikars::protocol::{encode_publish, FrameDecoder, Frame};
+/// use pikars::BasicProperties;
+///
+/// let mut buf = Vec::new();
+/// let body = vec![7u8; 10_000];
+/// encode_publish(&mut buf, 1, "", "hello", false, &BasicProperties::default(), &body, 4096).unwrap();
+/// let decoder = FrameDecoder::new();
+/// let (mut rest, mut frames) = (&buf[..], Vec::new());
+/// while let Some((frame, used)) = decoder.decode(rest).unwrap() {
+///     frames.push(frame);
+///     rest = &rest[used..];
+/// }
+/// assert_eq!(frames.len(), 2 + 3); // method, header, 4088 + 4088 + 1824 bytes
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn encode_publish(
+    buf: &mut Vec<u8>,
+    channel: u16,
+    exchange: &str,
+    routing_key: &str,
+    mandatory: bool,
+    properties: &BasicProperties,
+    body: &[u8],
+    frame_max: u32,
+) -> Result<(), ProtocolError> {
+    let start = buf.len();
+    let result = (|| {
+        write_frame(buf, FRAME_METHOD, channel, frame_max, |buf| {
+            encode_basic_publish(&mut Writer::new(buf), exchange, routing_key, mandatory)
+        })?;
+        write_frame(buf, FRAME_HEADER, channel, frame_max, |buf| {
+            encode_header(&mut Writer::new(buf), body.len() as u64, properties)
+        })?;
+        let chunk = usize::try_from(payload_limit(frame_max)).unwrap_or(usize::MAX).max(1);
+        buf.reserve(body.len() + body.len() / chunk * FRAME_OVERHEAD as usize + FRAME_OVERHEAD as usize);
+        for piece in body.chunks(chunk) {
+            buf.push(FRAME_BODY);
+            buf.extend_from_slice(&channel.to_be_bytes());
+            buf.extend_from_slice(&(piece.len() as u32).to_be_bytes());
+            buf.extend_from_slice(piece);
+            buf.push(FRAME_END);
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        buf.truncate(start);
+    }
+    result
+}
+
+/// Turns a byte stream into frames, enforcing the size limits.
+///
+/// It keeps no buffer of its own: [`FrameDecoder::decode`] looks at the
+/// front of the caller's buffer and says how many bytes one frame used, or
+/// that more bytes are needed. Feeding any chunking of a stream therefore
+/// yields the same frames.
+///
+/// # Example
+///
+/// ```
+/// use pikars::protocol::{Frame, FrameDecoder, HEARTBEAT_FRAME};
+///
+/// let decoder = FrameDecoder::new();
+/// assert_eq!(decoder.decode(&HEARTBEAT_FRAME[..5]).unwrap(), None); // need more bytes
+/// assert_eq!(decoder.decode(&HEARTBEAT_FRAME).unwrap(), Some((Frame::Heartbeat, 8)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameDecoder {
+    frame_max: u32,
+    max_message_size: u64,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FrameDecoder {
+    /// A decoder for a connection that has not been tuned yet: frames are
+    /// limited to 4096 bytes, message bodies to 64 MiB.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::protocol::FrameDecoder::new().frame_max(), 4096);
+    /// ```
+    pub fn new() -> Self {
+        FrameDecoder { frame_max: FRAME_MIN_SIZE, max_message_size: DEFAULT_MAX_MESSAGE_SIZE }
+    }
+
+    /// The frame size limit in force (0 = only the 32-bit size field and the
+    /// maximum message size limit frames).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut d = pikars::protocol::FrameDecoder::new();
+    /// d.set_frame_max(131_072);
+    /// assert_eq!(d.frame_max(), 131_072);
+    /// ```
+    pub fn frame_max(&self) -> u32 {
+        self.frame_max
+    }
+
+    /// Sets the negotiated frame_max.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut d = pikars::protocol::FrameDecoder::new();
+    /// d.set_frame_max(0); // unlimited by negotiation; the message cap still applies
+    /// ```
+    pub fn set_frame_max(&mut self, frame_max: u32) {
+        self.frame_max = frame_max;
+    }
+
+    /// The largest content body accepted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::protocol::FrameDecoder::new().max_message_size(), 64 << 20);
+    /// ```
+    pub fn max_message_size(&self) -> u64 {
+        self.max_message_size
+    }
+
+    /// Sets the largest content body accepted.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let mut d = pikars::protocol::FrameDecoder::new();
+    /// d.set_max_message_size(1 << 20);
+    /// ```
+    pub fn set_max_message_size(&mut self, max_message_size: u64) {
+        self.max_message_size = max_message_size;
+    }
+
+    /// Largest frame payload accepted.
+    fn limit(&self) -> u64 {
+        if self.frame_max == 0 {
+            // Unlimited by negotiation: a body frame can still never be
+            // larger than a whole message.
+            self.max_message_size.clamp(u64::from(FRAME_MIN_SIZE), u64::from(u32::MAX))
+        } else {
+            payload_limit(self.frame_max)
+        }
+    }
+
+    /// Decodes the frame at the front of `buf`.
+    ///
+    /// Returns `Ok(None)` when `buf` holds only a prefix of a frame, and
+    /// `Ok(Some((frame, used)))` with the number of bytes the frame took.
+    /// The type and the declared size are checked as soon as the 7-byte frame
+    /// header is there, before waiting for (or allocating) the payload.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::UnknownFrameType`], [`ProtocolError::FrameTooLarge`],
+    /// [`ProtocolError::BadFrameEnd`], [`ProtocolError::BadFrameSize`],
+    /// [`ProtocolError::BadChannel`], [`ProtocolError::MessageTooLarge`] and
+    /// every error of [`Method::decode`] and [`ContentHeader::decode`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::protocol::{FrameDecoder, ProtocolError};
+    ///
+    /// // A method frame declaring a 1 GiB payload is refused from its header alone.
+    /// let err = FrameDecoder::new().decode(&[1, 0, 1, 0x40, 0, 0, 0]).unwrap_err();
+    /// assert!(matches!(err, ProtocolError::FrameTooLarge { .. }));
+    /// ```
+    pub fn decode(&self, buf: &[u8]) -> Result<Option<(Frame, usize)>, ProtocolError> {
+        if buf.len() < FRAME_HEADER_SIZE {
+            if let Some(&t) = buf.first() {
+                check_type(t)?;
+            }
+            return Ok(None);
+        }
+        let frame_type = buf[0];
+        check_type(frame_type)?;
+        let channel = u16::from_be_bytes([buf[1], buf[2]]);
+        let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
+        let limit = self.limit();
+        if u64::from(size) > limit {
+            return Err(ProtocolError::FrameTooLarge { size: size.into(), limit });
+        }
+        let size = size as usize;
+        let total = FRAME_HEADER_SIZE + size + 1;
+        if buf.len() < total {
+            return Ok(None);
+        }
+        let end = buf[total - 1];
+        if end != FRAME_END {
+            return Err(ProtocolError::BadFrameEnd(end));
+        }
+        let payload = &buf[FRAME_HEADER_SIZE..FRAME_HEADER_SIZE + size];
+        let bad_size = || ProtocolError::BadFrameSize { frame_type, size: size as u32 };
+        let bad_channel = || ProtocolError::BadChannel { frame_type, channel };
+        let frame = match frame_type {
+            FRAME_METHOD => {
+                if size < 4 {
+                    return Err(bad_size());
+                }
+                Frame::Method { channel, method: Method::decode(payload)? }
+            }
+            FRAME_HEADER => {
+                if channel == 0 {
+                    return Err(bad_channel());
+                }
+                Frame::Header { channel, header: ContentHeader::decode(payload, self.max_message_size)? }
+            }
+            FRAME_BODY => {
+                if channel == 0 {
+                    return Err(bad_channel());
+                }
+                Frame::Body { channel, payload: payload.to_vec() }
+            }
+            _ => {
+                if channel != 0 {
+                    return Err(bad_channel());
+                }
+                if size != 0 {
+                    return Err(bad_size());
+                }
+                Frame::Heartbeat
+            }
+        };
+        Ok(Some((frame, total)))
+    }
+}
+
+fn check_type(frame_type: u8) -> Result<(), ProtocolError> {
+    match frame_type {
+        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT => Ok(()),
+        other => Err(ProtocolError::UnknownFrameType(other)),
+    }
+}
+
+/// A complete message: a content-bearing method, its properties and body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Content {
+    /// `basic.deliver`, `basic.get-ok`, `basic.return` or `basic.publish`.
+    pub method: Method,
+    /// The properties from the content header.
+    pub properties: BasicProperties,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+/// Where one channel is in receiving content.
+// One per channel, updated in place: boxing the large variant would cost an
+// allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Default)]
+enum AssemblyState {
+    #[default]
+    Idle,
+    ExpectHeader(Method),
+    ExpectBody {
+        method: Method,
+        properties: BasicProperties,
+        body_size: u64,
+        body: Vec<u8>,
+    },
+}
+
+/// Assembles content for one channel: a content method, then exactly one
+/// header, then body frames until the declared size, with nothing else on
+/// that channel in between.
+///
+/// # Example
+///
+/// ```
+/// use pikars::protocol::{ContentAssembler, ContentHeader, Frame, Method, BasicDeliver};
+///
+/// let mut asm = ContentAssembler::default();
+/// let deliver = Method::from(BasicDeliver::default());
+/// assert_eq!(asm.push(Frame::Method { channel: 1, method: deliver }).unwrap(), None);
+/// let header = ContentHeader::new(2, Default::default());
+/// assert_eq!(asm.push(Frame::Header { channel: 1, header }).unwrap(), None);
+/// let done = asm.push(Frame::Body { channel: 1, payload: b"hi".to_vec() }).unwrap();
+/// assert_eq!(done.unwrap().1.unwrap().body, b"hi");
+/// ```
+#[derive(Debug, Default)]
+pub struct ContentAssembler {
+    state: AssemblyState,
+}
+
+/// A method that is not content, or a finished message.
+pub type Assembled = (Option<Method>, Option<Content>);
+
+impl ContentAssembler {
+    /// Whether content is partly received.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(!pikars::protocol::ContentAssembler::default().in_progress());
+    /// ```
+    pub fn in_progress(&self) -> bool {
+        !matches!(self.state, AssemblyState::Idle)
+    }
+
+    /// Feeds one frame of this channel. Returns `None` while content is
+    /// incomplete, `Some((Some(method), None))` for a method without content,
+    /// and `Some((None, Some(content)))` when a message is complete.
+    ///
+    /// # Errors
+    ///
+    /// [`ProtocolError::UnexpectedFrame`] for a frame out of sequence or a
+    /// body longer than declared; [`ProtocolError::BadContentClass`] for a
+    /// header whose class differs from its method's.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::protocol::{ContentAssembler, Frame};
+    /// let mut asm = ContentAssembler::default();
+    /// assert!(asm.push(Frame::Body { channel: 1, payload: vec![1] }).is_err());
+    /// ```
+    pub fn push(&mut self, frame: Frame) -> Result<Option<Assembled>, ProtocolError> {
+        match (std::mem::take(&mut self.state), frame) {
+            (state, Frame::Heartbeat) => {
+                self.state = state;
+                Ok(None)
+            }
+            (AssemblyState::Idle, Frame::Method { method, .. }) => {
+                if method.has_content() {
+                    self.state = AssemblyState::ExpectHeader(method);
+                    Ok(None)
+                } else {
+                    Ok(Some((Some(method), None)))
+                }
+            }
+            (AssemblyState::Idle, Frame::Header { .. }) => {
+                Err(ProtocolError::UnexpectedFrame("content header without a content method"))
+            }
+            (AssemblyState::Idle, Frame::Body { .. }) => {
+                Err(ProtocolError::UnexpectedFrame("content body without a content header"))
+            }
+            (AssemblyState::ExpectHeader(method), Frame::Header { header, .. }) => {
+                if header.class_id != method.class_id() {
+                    return Err(ProtocolError::BadContentClass(header.class_id));
+                }
+                if header.body_size == 0 {
+                    return Ok(Some((None, Some(Content { method, properties: header.properties, body: Vec::new() }))));
+                }
+                self.state = AssemblyState::ExpectBody {
+                    method,
+                    properties: header.properties,
+                    body_size: header.body_size,
+                    body: Vec::new(),
+                };
+                Ok(None)
+            }
+            (AssemblyState::ExpectHeader(_), _) => {
+                Err(ProtocolError::UnexpectedFrame("expected a content header after a content method"))
+            }
+            (AssemblyState::ExpectBody { method, properties, body_size, mut body }, Frame::Body { payload, .. }) => {
+                let have = body.len() as u64 + payload.len() as u64;
+                if have > body_size {
+                    return Err(ProtocolError::UnexpectedFrame("content body longer than declared"));
+                }
+                if body.is_empty() {
+                    // The common single-frame body moves without a copy.
+                    body = payload;
+                } else {
+                    body.extend_from_slice(&payload);
+                }
+                if have == body_size {
+                    Ok(Some((None, Some(Content { method, properties, body }))))
+                } else {
+                    self.state = AssemblyState::ExpectBody { method, properties, body_size, body };
+                    Ok(None)
+                }
+            }
+            (AssemblyState::ExpectBody { .. }, _) => {
+                Err(ProtocolError::UnexpectedFrame("expected a content body frame before anything else on the channel"))
+            }
+        }
+    }
+}
+
+/// Negotiates channel_max or frame_max: if either side says 0 (no limit),
+/// the other wins; otherwise the smaller. pika's `_negotiate_integer_value`.
+///
+/// # Example
+///
+/// ```
+/// use pikars::protocol::negotiate;
+/// assert_eq!(negotiate(65535, 2047), 2047);
+/// assert_eq!(negotiate(0, 2047), 2047);
+/// assert_eq!(negotiate(0, 0), 0);
+/// ```
+pub fn negotiate(client: u32, server: u32) -> u32 {
+    if client == 0 || server == 0 {
+        client.max(server)
+    } else {
+        client.min(server)
+    }
+}
+
+/// Negotiates frame_max and clamps a result below the protocol minimum
+/// (a server proposing 1, 7 or 4095) up to 4096; 0 stays "unlimited".
+///
+/// # Example
+///
+/// ```
+/// use pikars::protocol::negotiate_frame_max;
+/// assert_eq!(negotiate_frame_max(131_072, 1), 4096);
+/// assert_eq!(negotiate_frame_max(131_072, 0), 131_072);
+/// ```
+pub fn negotiate_frame_max(client: u32, server: u32) -> u32 {
+    match negotiate(client, server) {
+        0 => 0,
+        n => n.max(FRAME_MIN_SIZE),
+    }
+}
