@@ -1,0 +1,1555 @@
+//! `BlockingChannel`: every pika channel method, with pika's keyword
+//! parameters gathered in an options struct per method.
+
+use std::fmt;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::connection::{seconds, BlockingConnection, Shared};
+use crate::error::{Error, Result};
+use crate::protocol::{
+    BasicAck, BasicCancel, BasicConsume, BasicConsumeOk, BasicDeliver, BasicGet, BasicGetOk, BasicNack,
+    BasicProperties, BasicQos, BasicRecover, BasicReject, ChannelFlow, ConfirmSelect, Content, ExchangeBind,
+    ExchangeDeclare, ExchangeDelete, ExchangeUnbind, FieldTable, Method, QueueBind, QueueDeclare, QueueDeclareOk,
+    QueueDelete, QueueDeleteOk, QueuePurge, QueuePurgeOk, QueueUnbind, TxCommit, TxRollback, TxSelect,
+};
+use crate::session::{expect, ConsumerInfo, Delivery, Generator, Outcome, Reply, Session};
+
+/// pika's `ExchangeType`: `direct` (the default), `fanout`, `headers`,
+/// `topic`, or any other type name a plugin provides.
+///
+/// # Example
+///
+/// ```
+/// use pikars::ExchangeType;
+/// assert_eq!(ExchangeType::from("fanout"), ExchangeType::Fanout);
+/// assert_eq!(ExchangeType::from("x-delayed-message").as_str(), "x-delayed-message");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum ExchangeType {
+    /// `direct`
+    #[default]
+    Direct,
+    /// `fanout`
+    Fanout,
+    /// `headers`
+    Headers,
+    /// `topic`
+    Topic,
+    /// Any other type, e.g. `x-delayed-message`.
+    Other(String),
+}
+
+impl ExchangeType {
+    /// The type name sent to the broker.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::ExchangeType::Topic.as_str(), "topic");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        match self {
+            ExchangeType::Direct => "direct",
+            ExchangeType::Fanout => "fanout",
+            ExchangeType::Headers => "headers",
+            ExchangeType::Topic => "topic",
+            ExchangeType::Other(s) => s,
+        }
+    }
+}
+
+impl From<&str> for ExchangeType {
+    fn from(s: &str) -> Self {
+        match s {
+            "direct" => ExchangeType::Direct,
+            "fanout" => ExchangeType::Fanout,
+            "headers" => ExchangeType::Headers,
+            "topic" => ExchangeType::Topic,
+            other => ExchangeType::Other(other.into()),
+        }
+    }
+}
+
+impl From<String> for ExchangeType {
+    fn from(s: String) -> Self {
+        ExchangeType::from(s.as_str())
+    }
+}
+
+/// Defines a keyword-options struct: the fields are pika's keyword
+/// parameters with pika's defaults; a setter of the same name on each.
+macro_rules! options {
+    ($(#[$meta:meta])* $name:ident for $method:literal {
+        $( $(#[$fmeta:meta])* $field:ident : $ty:ty = $default:expr, set $arg:ty => $conv:expr, eg $eg:expr; )*
+    }) => {
+        $(#[$meta])*
+        ///
+        /// Build it with struct update syntax or with the setters:
+        ///
+        /// ```
+        #[doc = concat!("use pikars::", stringify!($name), ";")]
+        #[doc = concat!("let all_defaults = ", stringify!($name), "::default();")]
+        $( #[doc = concat!("let one = ", stringify!($name), "::default().", stringify!($field), "(", stringify!($eg), ");")] )*
+        /// ```
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                $name { $( $field: $default, )* }
+            }
+        }
+
+        impl $name {
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "` (pika's `", $method, "(", stringify!($field), "=...)`).")]
+                ///
+                /// # Example
+                ///
+                /// ```
+                #[doc = concat!("let o = pikars::", stringify!($name), "::default().", stringify!($field), "(", stringify!($eg), ");")]
+                /// # let _ = o;
+                /// ```
+                #[must_use]
+                pub fn $field(mut self, value: $arg) -> Self {
+                    #[allow(clippy::redundant_closure_call)]
+                    { self.$field = ($conv)(value); }
+                    self
+                }
+            )*
+        }
+    };
+}
+
+options! {
+    /// pika's `exchange_declare` keyword parameters.
+    ExchangeDeclareOptions for "exchange_declare" {
+        /// Exchange type; default `direct`.
+        exchange_type: ExchangeType = ExchangeType::Direct, set impl Into<ExchangeType> => Into::into, eg "fanout";
+        /// Only check that the exchange exists.
+        passive: bool = false, set bool => std::convert::identity, eg true;
+        /// Survive a broker restart.
+        durable: bool = false, set bool => std::convert::identity, eg true;
+        /// Delete when the last binding is removed.
+        auto_delete: bool = false, set bool => std::convert::identity, eg true;
+        /// Only other exchanges may publish to it.
+        internal: bool = false, set bool => std::convert::identity, eg true;
+        /// Extra arguments, e.g. `alternate-exchange`.
+        arguments: Option<FieldTable> = None, set FieldTable => Some, eg pikars::FieldTable::new();
+    }
+}
+
+options! {
+    /// pika's `exchange_delete` keyword parameters.
+    ExchangeDeleteOptions for "exchange_delete" {
+        /// Only delete if the exchange has no bindings.
+        if_unused: bool = false, set bool => std::convert::identity, eg true;
+    }
+}
+
+options! {
+    /// pika's `exchange_bind` / `exchange_unbind` keyword parameters.
+    ExchangeBindOptions for "exchange_bind" {
+        /// Routing key; default `""`.
+        routing_key: String = String::new(), set impl Into<String> => Into::into, eg "key";
+        /// Binding arguments.
+        arguments: Option<FieldTable> = None, set FieldTable => Some, eg pikars::FieldTable::new();
+    }
+}
+
+options! {
+    /// pika's `queue_declare` keyword parameters.
+    QueueDeclareOptions for "queue_declare" {
+        /// Only check that the queue exists (404 if not).
+        passive: bool = false, set bool => std::convert::identity, eg true;
+        /// Survive a broker restart.
+        durable: bool = false, set bool => std::convert::identity, eg true;
+        /// Only this connection may use it; deleted when it closes.
+        exclusive: bool = false, set bool => std::convert::identity, eg true;
+        /// Delete when the last consumer is cancelled.
+        auto_delete: bool = false, set bool => std::convert::identity, eg true;
+        /// Queue arguments, e.g. `x-max-length`, `x-message-ttl`, `x-queue-type`.
+        arguments: Option<FieldTable> = None, set FieldTable => Some, eg pikars::FieldTable::new();
+    }
+}
+
+options! {
+    /// pika's `queue_bind` / `queue_unbind` keyword parameters.
+    QueueBindOptions for "queue_bind" {
+        /// Routing (binding) key; `None` (pika's default) means the queue's name.
+        routing_key: Option<String> = None, set impl Into<String> => |v: _| Some(Into::into(v)), eg "black";
+        /// Binding arguments (e.g. for a headers exchange).
+        arguments: Option<FieldTable> = None, set FieldTable => Some, eg pikars::FieldTable::new();
+    }
+}
+
+options! {
+    /// pika's `queue_delete` keyword parameters.
+    QueueDeleteOptions for "queue_delete" {
+        /// Only delete if the queue has no consumers.
+        if_unused: bool = false, set bool => std::convert::identity, eg true;
+        /// Only delete if the queue is empty.
+        if_empty: bool = false, set bool => std::convert::identity, eg true;
+    }
+}
+
+options! {
+    /// pika's `basic_qos` keyword parameters.
+    BasicQosOptions for "basic_qos" {
+        /// Prefetch window in bytes; RabbitMQ supports only 0.
+        prefetch_size: u32 = 0, set u32 => std::convert::identity, eg 0;
+        /// Unacknowledged messages allowed; 0 is unlimited.
+        prefetch_count: u16 = 0, set u16 => std::convert::identity, eg 1;
+        /// In RabbitMQ: share the limit across the channel's consumers.
+        global_qos: bool = false, set bool => std::convert::identity, eg true;
+    }
+}
+
+options! {
+    /// pika's `basic_publish` keyword parameters.
+    BasicPublishOptions for "basic_publish" {
+        /// Message properties; default none set.
+        properties: BasicProperties = BasicProperties::default(), set BasicProperties => std::convert::identity, eg pikars::BasicProperties::default();
+        /// Return the message (`basic.return`) if no queue gets it.
+        mandatory: bool = false, set bool => std::convert::identity, eg true;
+    }
+}
+
+options! {
+    /// pika's `basic_consume` keyword parameters.
+    BasicConsumeOptions for "basic_consume" {
+        /// The broker considers messages acknowledged when sent (AMQP `no_ack`).
+        auto_ack: bool = false, set bool => std::convert::identity, eg true;
+        /// No other consumer may consume from the queue.
+        exclusive: bool = false, set bool => std::convert::identity, eg true;
+        /// Consumer tag; `None` generates `ctag<channel>.<hex>`.
+        consumer_tag: Option<String> = None, set impl Into<String> => |v: _| Some(Into::into(v)), eg "my-tag";
+        /// Consumer arguments, e.g. `x-priority`.
+        arguments: Option<FieldTable> = None, set FieldTable => Some, eg pikars::FieldTable::new();
+    }
+}
+
+options! {
+    /// pika's `consume` keyword parameters.
+    ConsumeOptions for "consume" {
+        /// As in `basic_consume`.
+        auto_ack: bool = false, set bool => std::convert::identity, eg true;
+        /// As in `basic_consume`.
+        exclusive: bool = false, set bool => std::convert::identity, eg true;
+        /// Consumer arguments.
+        arguments: Option<FieldTable> = None, set FieldTable => Some, eg pikars::FieldTable::new();
+        /// Seconds without a message after which the iterator yields `Ok(None)`;
+        /// `None` waits forever.
+        inactivity_timeout: Option<f64> = None, set f64 => Some, eg 1.0;
+        /// Consumer tag (pika 1.4); `None` generates one.
+        consumer_tag: Option<String> = None, set impl Into<String> => |v: _| Some(Into::into(v)), eg "gen-tag";
+    }
+}
+
+/// pika's `BlockingChannel`: a cheap, cloneable handle (`!Send`, as pika's
+/// thread rule says). Every method takes `&self`, so a channel can be used
+/// inside its own consumer callbacks.
+///
+/// # Example
+///
+/// ```no_run
+/// use pikars::{BlockingConnection, ConnectionParameters, BasicConsumeOptions};
+///
+/// let connection = BlockingConnection::new(ConnectionParameters::new("localhost"))?;
+/// let channel = connection.channel()?;
+/// channel.queue_declare("hello", Default::default())?;
+/// channel.basic_consume("hello", |_ch, _method, _properties, body| {
+///     println!(" [x] Received {:?}", String::from_utf8_lossy(body));
+///     Ok(())
+/// }, BasicConsumeOptions { auto_ack: true, ..Default::default() })?;
+/// println!(" [*] Waiting for messages. To exit press CTRL+C");
+/// channel.start_consuming()?;
+/// # Ok::<(), pikars::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct BlockingChannel {
+    shared: Rc<Shared>,
+    number: u16,
+    id: u64,
+}
+
+impl fmt::Debug for BlockingChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<BlockingChannel number={} open={}>", self.number, self.is_open())
+    }
+}
+
+/// What a `basic_get` or a `consume()` iteration returns: pika's
+/// `(method, properties, body)`.
+pub type GetResult = (BasicGetOk, BasicProperties, Vec<u8>);
+
+impl BlockingChannel {
+    pub(crate) fn handle(shared: Rc<Shared>, number: u16, id: u64) -> Self {
+        BlockingChannel { shared, number, id }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Session, u16, u64) -> R) -> R {
+        f(&mut self.shared.session.borrow_mut(), self.number, self.id)
+    }
+
+    fn rpc(&self, method: impl Into<Method>, expect: &'static [(u16, u16)]) -> Result<Reply> {
+        self.with(|s, n, id| s.rpc(n, id, method.into(), expect))
+    }
+
+    fn rpc_method(&self, method: impl Into<Method>, expect: &'static [(u16, u16)]) -> Result<Method> {
+        match self.rpc(method, expect)? {
+            Reply::Method(m) => Ok(m),
+            Reply::Content(c) => Ok(c.method),
+        }
+    }
+
+    fn send(&self, method: impl Into<Method>) -> Result<()> {
+        self.with(|s, n, id| {
+            s.check_channel(n, id)?;
+            s.queue_method(n, method.into())?;
+            s.flush()
+        })
+    }
+
+    /// The channel number (pika's `channel_number`).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// let channel = connection.channel()?;
+    /// println!("{}", channel.channel_number());
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn channel_number(&self) -> u16 {
+        self.number
+    }
+
+    /// The connection (pika's `connection` property): a handle that does
+    /// not close the connection when dropped.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// let channel = connection.channel()?;
+    /// assert!(channel.connection().is_open());
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn connection(&self) -> BlockingConnection {
+        BlockingConnection::handle(self.shared.clone())
+    }
+
+    /// Whether the channel is open.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// assert!(connection.channel()?.is_open());
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn is_open(&self) -> bool {
+        let s = self.shared.session.borrow();
+        s.is_open() && s.channel_state(self.number, self.id) == Some(true)
+    }
+
+    /// Whether the channel is closed (by `close()`, by the broker, or with
+    /// its connection).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// let channel = connection.channel()?;
+    /// channel.close()?;
+    /// assert!(channel.is_closed());
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        let s = self.shared.session.borrow();
+        s.is_closed() || s.channel_state(self.number, self.id) != Some(true)
+    }
+
+    /// The active consumer tags (pika's `consumer_tags`), sorted.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// let channel = connection.channel()?;
+    /// assert!(channel.consumer_tags().is_empty());
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn consumer_tags(&self) -> Vec<String> {
+        self.shared.session.borrow().consumer_tags(self.number, self.id)
+    }
+
+    /// Cancels the channel's consumers and closes it, reply code 0 "Normal
+    /// shutdown" (pika's `close()`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelWrongStateError`] if not open; connection errors.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// connection.channel()?.close()?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn close(&self) -> Result<()> {
+        self.close_with(0, "Normal shutdown")
+    }
+
+    /// pika's `close(reply_code, reply_text)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`BlockingChannel::close`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// connection.channel()?.close_with(200, "done")?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn close_with(&self, reply_code: u16, reply_text: &str) -> Result<()> {
+        self.with(|s, n, id| s.check_channel(n, id))?;
+        if self.shared.session.borrow().generator_exists(self.number, self.id) {
+            self.cancel()?;
+        }
+        for tag in self.consumer_tags() {
+            self.basic_cancel(&tag)?;
+        }
+        self.with(|s, n, id| s.close_channel(n, id, reply_code, reply_text))?;
+        self.forget_callbacks();
+        Ok(())
+    }
+
+    fn forget_callbacks(&self) {
+        let removed = {
+            let mut cb = self.shared.callbacks.borrow_mut();
+            (cb.consumers.remove(&self.id), cb.returns.remove(&self.id), cb.cancels.remove(&self.id))
+        };
+        drop(removed);
+    }
+
+    /// pika's `flow(active)`; returns the broker's `active`. RabbitMQ closes
+    /// the connection (540) for `active=false`.
+    ///
+    /// # Errors
+    ///
+    /// Channel and connection errors.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// assert!(connection.channel()?.flow(true)?);
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn flow(&self, active: bool) -> Result<bool> {
+        match self.rpc_method(ChannelFlow { active }, expect::CHANNEL_FLOW_OK)? {
+            Method::ChannelFlowOk(ok) => Ok(ok.active),
+            _ => Ok(active),
+        }
+    }
+
+    /// pika's `add_on_return_callback(callback)`: called with
+    /// `(channel, method, properties, body)` for each `basic.return`, at the
+    /// next dispatch point (also in confirm mode, besides the error).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// let channel = connection.channel()?;
+    /// channel.add_on_return_callback(|_ch, method, _props, body| {
+    ///     println!("returned {} {}: {body:?}", method.reply_code, method.reply_text);
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn add_on_return_callback(
+        &self,
+        callback: impl FnMut(&BlockingChannel, &crate::protocol::BasicReturn, &BasicProperties, &[u8]) -> Result<()>
+            + 'static,
+    ) {
+        self.shared.callbacks.borrow_mut().returns.entry(self.id).or_default().push(Some(Box::new(callback)));
+    }
+
+    /// pika's `add_on_cancel_callback(callback)`: called with the
+    /// `basic.cancel` the broker sends when it cancels a consumer (e.g. its
+    /// queue was deleted).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// let channel = connection.channel()?;
+    /// channel.add_on_cancel_callback(|cancel| {
+    ///     println!("consumer {} cancelled by the broker", cancel.consumer_tag);
+    ///     Ok(())
+    /// });
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn add_on_cancel_callback(&self, callback: impl FnMut(&crate::protocol::BasicCancel) -> Result<()> + 'static) {
+        self.shared.callbacks.borrow_mut().cancels.entry(self.id).or_default().push(Some(Box::new(callback)));
+    }
+
+    // ----- exchanges ------------------------------------------------------
+
+    /// pika's `exchange_declare(exchange, exchange_type='direct', passive, durable, auto_delete, internal, arguments)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`] (406 for a redeclare with other
+    /// settings, 404 for a passive declare of a missing exchange);
+    /// [`Error::ConnectionClosedByBroker`] 503 for an unknown type.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// use pikars::ExchangeDeclareOptions;
+    /// // pika: channel.exchange_declare(exchange='logs', exchange_type='fanout')
+    /// channel.exchange_declare("logs", ExchangeDeclareOptions::default().exchange_type("fanout"))?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn exchange_declare(&self, exchange: &str, options: ExchangeDeclareOptions) -> Result<()> {
+        let m = ExchangeDeclare {
+            ticket: 0,
+            exchange: exchange.into(),
+            type_: options.exchange_type.as_str().into(),
+            passive: options.passive,
+            durable: options.durable,
+            auto_delete: options.auto_delete,
+            internal: options.internal,
+            nowait: false,
+            arguments: options.arguments.unwrap_or_default(),
+        };
+        self.rpc(m, expect::EXCHANGE_DECLARE_OK).map(drop)
+    }
+
+    /// pika's `exchange_delete(exchange, if_unused=False)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`] (406 with `if_unused` and bindings).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.exchange_delete("logs", Default::default())?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn exchange_delete(&self, exchange: &str, options: ExchangeDeleteOptions) -> Result<()> {
+        let m = ExchangeDelete { ticket: 0, exchange: exchange.into(), if_unused: options.if_unused, nowait: false };
+        self.rpc(m, expect::EXCHANGE_DELETE_OK).map(drop)
+    }
+
+    /// pika's `exchange_bind(destination, source, routing_key='', arguments=None)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`] (404 if either exchange is missing).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.exchange_bind("dest", "source", pikars::ExchangeBindOptions::default().routing_key("k"))?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn exchange_bind(&self, destination: &str, source: &str, options: ExchangeBindOptions) -> Result<()> {
+        let m = ExchangeBind {
+            ticket: 0,
+            destination: destination.into(),
+            source: source.into(),
+            routing_key: options.routing_key,
+            nowait: false,
+            arguments: options.arguments.unwrap_or_default(),
+        };
+        self.rpc(m, expect::EXCHANGE_BIND_OK).map(drop)
+    }
+
+    /// pika's `exchange_unbind(destination, source, routing_key='', arguments=None)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.exchange_unbind("dest", "source", pikars::ExchangeBindOptions::default().routing_key("k"))?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn exchange_unbind(&self, destination: &str, source: &str, options: ExchangeBindOptions) -> Result<()> {
+        let m = ExchangeUnbind {
+            ticket: 0,
+            destination: destination.into(),
+            source: source.into(),
+            routing_key: options.routing_key,
+            nowait: false,
+            arguments: options.arguments.unwrap_or_default(),
+        };
+        self.rpc(m, expect::EXCHANGE_UNBIND_OK).map(drop)
+    }
+
+    // ----- queues ---------------------------------------------------------
+
+    /// pika's `queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)`.
+    /// `""` lets the broker name the queue; read the name from the result's
+    /// `queue` (pika's `result.method.queue`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`]: 404 for a passive declare of a
+    /// missing queue, 406 for inequivalent arguments, 405 for another
+    /// connection's exclusive queue. The channel is then closed.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// use pikars::QueueDeclareOptions;
+    /// // pika: result = channel.queue_declare(queue='', exclusive=True)
+    /// //       queue_name = result.method.queue
+    /// let result = channel.queue_declare("", QueueDeclareOptions::default().exclusive(true))?;
+    /// let queue_name = result.queue;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn queue_declare(&self, queue: &str, options: QueueDeclareOptions) -> Result<QueueDeclareOk> {
+        let m = QueueDeclare {
+            ticket: 0,
+            queue: queue.into(),
+            passive: options.passive,
+            durable: options.durable,
+            exclusive: options.exclusive,
+            auto_delete: options.auto_delete,
+            nowait: false,
+            arguments: options.arguments.unwrap_or_default(),
+        };
+        match self.rpc_method(m, expect::QUEUE_DECLARE_OK)? {
+            Method::QueueDeclareOk(ok) => Ok(ok),
+            _ => unreachable_reply(),
+        }
+    }
+
+    /// pika's `queue_bind(queue, exchange, routing_key=None, arguments=None)`;
+    /// no routing key means the queue's name.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`] (404 if the queue or exchange is missing).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// # let queue_name = "q";
+    /// use pikars::QueueBindOptions;
+    /// // pika: channel.queue_bind(exchange='direct_logs', queue=queue_name, routing_key=severity)
+    /// channel.queue_bind(queue_name, "direct_logs", QueueBindOptions::default().routing_key("error"))?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn queue_bind(&self, queue: &str, exchange: &str, options: QueueBindOptions) -> Result<()> {
+        let m = QueueBind {
+            ticket: 0,
+            queue: queue.into(),
+            exchange: exchange.into(),
+            routing_key: options.routing_key.unwrap_or_else(|| queue.into()),
+            nowait: false,
+            arguments: options.arguments.unwrap_or_default(),
+        };
+        self.rpc(m, expect::QUEUE_BIND_OK).map(drop)
+    }
+
+    /// pika's `queue_unbind(queue, exchange, routing_key=None, arguments=None)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.queue_unbind("q", "direct_logs", pikars::QueueBindOptions::default().routing_key("error"))?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn queue_unbind(&self, queue: &str, exchange: &str, options: QueueBindOptions) -> Result<()> {
+        let m = QueueUnbind {
+            ticket: 0,
+            queue: queue.into(),
+            exchange: exchange.into(),
+            routing_key: options.routing_key.unwrap_or_else(|| queue.into()),
+            arguments: options.arguments.unwrap_or_default(),
+        };
+        self.rpc(m, expect::QUEUE_UNBIND_OK).map(drop)
+    }
+
+    /// pika's `queue_purge(queue)`; the result's `message_count` is how many
+    /// messages were removed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`] (404 for a missing queue).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// let purged = channel.queue_purge("hello")?.message_count;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn queue_purge(&self, queue: &str) -> Result<QueuePurgeOk> {
+        match self.rpc_method(QueuePurge { ticket: 0, queue: queue.into(), nowait: false }, expect::QUEUE_PURGE_OK)? {
+            Method::QueuePurgeOk(ok) => Ok(ok),
+            _ => unreachable_reply(),
+        }
+    }
+
+    /// pika's `queue_delete(queue, if_unused=False, if_empty=False)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`] (406 when `if_unused`/`if_empty` fail).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.queue_delete("hello", Default::default())?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn queue_delete(&self, queue: &str, options: QueueDeleteOptions) -> Result<QueueDeleteOk> {
+        let m = QueueDelete {
+            ticket: 0,
+            queue: queue.into(),
+            if_unused: options.if_unused,
+            if_empty: options.if_empty,
+            nowait: false,
+        };
+        match self.rpc_method(m, expect::QUEUE_DELETE_OK)? {
+            Method::QueueDeleteOk(ok) => Ok(ok),
+            _ => unreachable_reply(),
+        }
+    }
+
+    // ----- publishing ------------------------------------------------------
+
+    /// pika's `basic_publish(exchange, routing_key, body, properties=None, mandatory=False)`.
+    ///
+    /// Without confirms it returns once the message is written to the
+    /// socket (one write for method, header and body frames). After
+    /// [`BlockingChannel::confirm_delivery`] it waits for this message's
+    /// `basic.ack`, as pika does.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelWrongStateError`] if not open; with confirms,
+    /// [`Error::UnroutableError`] (mandatory and returned),
+    /// [`Error::NackError`], [`Error::ChannelClosedByBroker`] (e.g. 404 for a
+    /// missing exchange); [`Error::Protocol`] for a name over 255 bytes or
+    /// properties that do not fit one frame (nothing is sent then).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// use pikars::{BasicProperties, BasicPublishOptions, DeliveryMode};
+    /// // pika: channel.basic_publish(exchange='', routing_key='task_queue', body=message,
+    /// //           properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent))
+    /// channel.basic_publish("", "task_queue", "Hello World!", BasicPublishOptions::default()
+    ///     .properties(BasicProperties::default().delivery_mode(DeliveryMode::Persistent)))?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn basic_publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: impl AsRef<[u8]>,
+        options: BasicPublishOptions,
+    ) -> Result<()> {
+        let seq = self.with(|s, n, id| {
+            s.publish(n, id, exchange, routing_key, body.as_ref(), &options.properties, options.mandatory)
+        })?;
+        let Some(seq) = seq else { return Ok(()) };
+        let outcomes = self.with(|s, n, id| s.wait_confirms(n, id, Some(seq), None))?.unwrap_or_default();
+        for (s, outcome) in outcomes {
+            let result = outcome_result(outcome);
+            if s == seq {
+                return result;
+            }
+            if let Err(e) = result {
+                log::warn!("confirm for earlier publish {s} was an error: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// pika's `confirm_delivery()`: puts the channel in confirm mode, so
+    /// that each `basic_publish` waits for its acknowledgement. A second
+    /// call does nothing, as in pika.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MethodNotImplemented`] if the broker lacks publisher
+    /// confirms; [`Error::ChannelClosedByBroker`] 406 on a transactional channel.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.confirm_delivery()?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn confirm_delivery(&self) -> Result<()> {
+        if self.with(|s, n, id| s.confirm_mode(n, id)) {
+            log::error!("confirm_delivery: channel {} is already in confirm mode", self.number);
+            return Ok(());
+        }
+        let conn = self.connection();
+        if !(conn.publisher_confirms_supported() && conn.basic_nack_supported()) {
+            return Err(Error::MethodNotImplemented("Confirm.Select not Supported by Server".into()));
+        }
+        self.rpc(ConfirmSelect { nowait: false }, expect::CONFIRM_SELECT_OK)?;
+        self.with(|s, n, id| s.enable_confirms(n, id))
+    }
+
+    /// Publishes without waiting for the confirm even in confirm mode, and
+    /// returns the message's sequence number (a pikars extension for
+    /// pipelined confirms; see [`BlockingChannel::wait_for_confirms`]).
+    /// Without confirm mode it returns 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`BlockingChannel::basic_publish`], without the confirm outcomes.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.confirm_delivery()?;
+    /// for i in 0..100 {
+    ///     channel.publish_nowait("", "hello", format!("message {i}"), Default::default())?;
+    /// }
+    /// let outcomes = channel.wait_for_confirms(Some(5.0))?;
+    /// assert!(outcomes.iter().all(|(_, o)| o.is_ok()));
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn publish_nowait(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: impl AsRef<[u8]>,
+        options: BasicPublishOptions,
+    ) -> Result<u64> {
+        self.with(|s, n, id| {
+            s.publish(n, id, exchange, routing_key, body.as_ref(), &options.properties, options.mandatory)
+        })
+        .map(|seq| seq.unwrap_or(0))
+    }
+
+    /// Waits until every message published on this channel so far is
+    /// confirmed, and returns each one's outcome, in publish order: `Ok(())`
+    /// for an ack, or the error `basic_publish` would have raised
+    /// ([`Error::UnroutableError`], [`Error::NackError`], or the close that
+    /// lost it). Every publish resolves exactly once. A pikars extension.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] if `timeout` seconds pass first (outcomes are kept
+    /// for the next call); [`Error::ChannelWrongStateError`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.confirm_delivery()?;
+    /// channel.publish_nowait("", "hello", "a", Default::default())?;
+    /// for (seq, outcome) in channel.wait_for_confirms(Some(5.0))? {
+    ///     if let Err(e) = outcome { eprintln!("message {seq} failed: {e}"); }
+    /// }
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn wait_for_confirms(&self, timeout: Option<f64>) -> Result<Vec<(u64, Result<()>)>> {
+        let deadline = match timeout {
+            Some(t) => Some(Instant::now() + seconds("timeout", t)?),
+            None => None,
+        };
+        match self.with(|s, n, id| s.wait_confirms(n, id, None, deadline))? {
+            Some(outcomes) => Ok(outcomes.into_iter().map(|(seq, o)| (seq, outcome_result(o))).collect()),
+            None => {
+                let left = self.with(|s, n, id| s.unconfirmed(n, id));
+                Err(Error::Timeout(format!("{left} publish(es) still unconfirmed")))
+            }
+        }
+    }
+
+    // ----- consuming ------------------------------------------------------
+
+    /// pika's `basic_consume(queue, on_message_callback, auto_ack, exclusive, consumer_tag, arguments)`;
+    /// returns the consumer tag. The callback gets pika's
+    /// `(channel, method, properties, body)` and runs from
+    /// `start_consuming` / `process_data_events`, never from here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DuplicateConsumerTag`] for a tag in use on this channel;
+    /// [`Error::ChannelClosedByBroker`] (404 missing queue, 403 exclusive use).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// // pika: channel.basic_consume(queue='task_queue', on_message_callback=callback)
+    /// channel.basic_consume("task_queue", |ch, method, _properties, body| {
+    ///     println!(" [x] Received {:?}", String::from_utf8_lossy(body));
+    ///     ch.basic_ack(method.delivery_tag, false)
+    /// }, Default::default())?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn basic_consume(
+        &self,
+        queue: &str,
+        on_message_callback: impl FnMut(&BlockingChannel, &BasicDeliver, &BasicProperties, &[u8]) -> Result<()> + 'static,
+        options: BasicConsumeOptions,
+    ) -> Result<String> {
+        let tag = self.start_consumer(
+            queue,
+            options.auto_ack,
+            options.exclusive,
+            options.consumer_tag,
+            options.arguments,
+            false,
+        )?;
+        self.shared
+            .callbacks
+            .borrow_mut()
+            .consumers
+            .entry(self.id)
+            .or_default()
+            .insert(tag.clone(), Some(Box::new(on_message_callback)));
+        Ok(tag)
+    }
+
+    fn start_consumer(
+        &self,
+        queue: &str,
+        auto_ack: bool,
+        exclusive: bool,
+        consumer_tag: Option<String>,
+        arguments: Option<FieldTable>,
+        generator: bool,
+    ) -> Result<String> {
+        let tag = match consumer_tag.filter(|t| !t.is_empty()) {
+            Some(t) => t,
+            None => format!("ctag{}.{}", self.number, uuid::Uuid::new_v4().simple()),
+        };
+        self.with(|s, n, id| {
+            if s.consumers(n, id)?.contains_key(&tag) {
+                return Err(Error::DuplicateConsumerTag(tag.clone()));
+            }
+            s.check_channel(n, id)?;
+            // Registered before the reply: deliveries may follow consume-ok at once.
+            s.consumers(n, id)?.insert(tag.clone(), ConsumerInfo { auto_ack, generator, cancelling: false });
+            Ok(())
+        })?;
+        let m = BasicConsume {
+            ticket: 0,
+            queue: queue.into(),
+            consumer_tag: tag.clone(),
+            no_local: false,
+            no_ack: auto_ack,
+            exclusive,
+            nowait: false,
+            arguments: arguments.unwrap_or_default(),
+        };
+        match self.rpc_method(m, expect::BASIC_CONSUME_OK) {
+            Ok(Method::BasicConsumeOk(BasicConsumeOk { consumer_tag })) if consumer_tag == tag => Ok(tag),
+            Ok(_) => Err(Error::Protocol(crate::protocol::ProtocolError::UnexpectedFrame(
+                "basic.consume-ok for another consumer tag",
+            ))),
+            Err(e) => {
+                let _ = self.with(|s, n, id| s.consumers(n, id).map(|c| c.remove(&tag)));
+                Err(e)
+            }
+        }
+    }
+
+    /// pika's `basic_cancel(consumer_tag)`. For an `auto_ack` consumer,
+    /// returns the messages that had arrived but were not dispatched (as
+    /// pika does); for a manual-ack consumer they are rejected with requeue
+    /// and the list is empty. An unknown tag returns an empty list.
+    ///
+    /// # Errors
+    ///
+    /// Channel and connection errors.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// let tag = channel.basic_consume("hello", |_, _, _, _| Ok(()), Default::default())?;
+    /// let pending = channel.basic_cancel(&tag)?;
+    /// assert!(pending.is_empty());
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn basic_cancel(&self, consumer_tag: &str) -> Result<Vec<Delivery>> {
+        let auto_ack = self.with(|s, n, id| {
+            let consumers = s.consumers(n, id)?;
+            Ok::<_, Error>(consumers.get_mut(consumer_tag).map(|info| {
+                info.cancelling = true;
+                info.auto_ack
+            }))
+        })?;
+        let Some(auto_ack) = auto_ack else {
+            log::warn!("basic_cancel: unknown consumer tag {consumer_tag:?}");
+            return Ok(Vec::new());
+        };
+        let rpc = self.rpc(BasicCancel { consumer_tag: consumer_tag.into(), nowait: false }, expect::BASIC_CANCEL_OK);
+        let (mut pending, generator_buffer) = self.with(|s, n, id| {
+            if let Ok(consumers) = s.consumers(n, id) {
+                consumers.remove(consumer_tag);
+            }
+            let mut pending = s.take_queued_deliveries(n, id, consumer_tag);
+            pending.extend(s.take_cancelled_messages(n, id));
+            let buffered = match s.generator(n, id) {
+                Ok(Some(g)) if g.consumer_tag == consumer_tag => {
+                    g.ended = true;
+                    std::mem::take(&mut g.buffer).into_iter().collect()
+                }
+                _ => Vec::new(),
+            };
+            (pending, buffered)
+        });
+        pending.extend(generator_buffer);
+        let removed =
+            self.shared.callbacks.borrow_mut().consumers.get_mut(&self.id).and_then(|m| m.remove(consumer_tag));
+        drop(removed);
+        rpc?;
+        if auto_ack {
+            return Ok(pending);
+        }
+        for (deliver, _, _) in pending {
+            self.basic_reject(deliver.delivery_tag, true)?;
+        }
+        Ok(Vec::new())
+    }
+
+    /// pika's `start_consuming()`: dispatches deliveries (and every other
+    /// callback of the connection) until this channel has no consumers left
+    /// (`stop_consuming`, `basic_cancel`, or a cancel from the broker) or the
+    /// connection is closed from a callback.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReentrancyError`] inside a callback;
+    /// [`Error::ChannelClosedByBroker`] if the broker closes this channel;
+    /// connection errors; the first error a callback returns (the consumer
+    /// stays registered and undispatched deliveries stay queued, in order).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.basic_consume("hello", |ch, _, _, _| ch.stop_consuming(None), Default::default())?;
+    /// channel.start_consuming()?; // returns after the first message
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn start_consuming(&self) -> Result<()> {
+        if self.shared.dispatching.get() {
+            return Err(Error::ReentrancyError("start_consuming may not be called from a callback".into()));
+        }
+        self.with(|s, n, id| s.check_channel(n, id))?;
+        let conn = self.connection();
+        loop {
+            let active = {
+                let mut s = self.shared.session.borrow_mut();
+                if s.is_closed() && !s.is_open() {
+                    // Closed by the client (from a callback): return normally.
+                    return match s.check_open() {
+                        Err(Error::ConnectionWrongStateError(_)) => Ok(()),
+                        Err(e) => Err(e),
+                        Ok(()) => Ok(()),
+                    };
+                }
+                match s.consumers(self.number, self.id) {
+                    Ok(c) => !c.is_empty(),
+                    Err(Error::ChannelWrongStateError(_)) => false,
+                    Err(e) => return Err(e),
+                }
+            };
+            if !active {
+                return Ok(());
+            }
+            conn.process_data_events(None)?;
+        }
+    }
+
+    /// pika's `stop_consuming(consumer_tag=None)`: cancels that consumer, or
+    /// every consumer of the channel (the `consume()` one included).
+    ///
+    /// # Errors
+    ///
+    /// As [`BlockingChannel::basic_cancel`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.stop_consuming(None)?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn stop_consuming(&self, consumer_tag: Option<&str>) -> Result<()> {
+        if let Some(tag) = consumer_tag {
+            return self.basic_cancel(tag).map(drop);
+        }
+        if self.shared.session.borrow().generator_exists(self.number, self.id) {
+            self.cancel()?;
+        }
+        for tag in self.consumer_tags() {
+            self.basic_cancel(&tag)?;
+        }
+        Ok(())
+    }
+
+    /// pika's `consume(queue, auto_ack, exclusive, arguments, inactivity_timeout, consumer_tag)`:
+    /// an iterator of deliveries. Each item is `Ok(Some((method, properties, body)))`,
+    /// or `Ok(None)` after `inactivity_timeout` seconds without one (pika's
+    /// `(None, None, None)`). It ends when the consumer is cancelled (by
+    /// [`BlockingChannel::cancel`] or the broker). `basic.consume` is sent
+    /// on the first `next()`, as pika's generator does; calling `consume`
+    /// again with the same queue and flags resumes the same consumer.
+    ///
+    /// # Errors
+    ///
+    /// Items are `Err` for [`Error::InvalidArgument`] (a consumer with other
+    /// parameters exists on this channel), [`Error::ChannelClosedByBroker`]
+    /// (404 on the first `next()`), and connection errors.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// use pikars::ConsumeOptions;
+    /// for message in channel.consume("hello", ConsumeOptions::default().inactivity_timeout(1.0)) {
+    ///     let Some((method, _properties, body)) = message? else { break };
+    ///     println!("{body:?}");
+    ///     channel.basic_ack(method.delivery_tag, false)?;
+    /// }
+    /// channel.cancel()?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn consume(&self, queue: &str, options: ConsumeOptions) -> Consume {
+        Consume { channel: self.clone(), queue: queue.into(), options, started: false, finished: false }
+    }
+
+    /// pika's `cancel()`: cancels the `consume()` consumer, requeueing its
+    /// buffered messages if it acks manually. Returns 0, as pika does.
+    ///
+    /// # Errors
+    ///
+    /// Channel and connection errors.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// assert_eq!(channel.cancel()?, 0);
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn cancel(&self) -> Result<usize> {
+        let tag = self.with(|s, n, id| match s.generator(n, id) {
+            Ok(Some(g)) => Some(g.consumer_tag.clone()),
+            _ => None,
+        });
+        let Some(tag) = tag else {
+            log::warn!("cancel: no consume() consumer on channel {}", self.number);
+            return Ok(0);
+        };
+        let active = self.with(|s, n, id| s.consumers(n, id).map(|c| c.contains_key(&tag)).unwrap_or(false));
+        if active {
+            self.basic_cancel(&tag)?;
+        }
+        let _ = self.with(|s, n, id| s.generator(n, id).map(Option::take));
+        Ok(0)
+    }
+
+    /// pika's `get_waiting_message_count()`: messages buffered for the
+    /// `consume()` iterator.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// assert_eq!(channel.get_waiting_message_count(), 0);
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn get_waiting_message_count(&self) -> usize {
+        self.with(|s, n, id| match s.generator(n, id) {
+            Ok(Some(g)) => g.buffer.len(),
+            _ => 0,
+        })
+    }
+
+    /// pika's `basic_get(queue, auto_ack=False)`: one message, or `None` if
+    /// the queue is empty. The method's `message_count` is what remains.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`] (404 for a missing queue).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// if let Some((method, _properties, body)) = channel.basic_get("hello", false)? {
+    ///     println!("{body:?}, {} more", method.message_count);
+    ///     channel.basic_ack(method.delivery_tag, false)?;
+    /// }
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn basic_get(&self, queue: &str, auto_ack: bool) -> Result<Option<GetResult>> {
+        match self.rpc(BasicGet { ticket: 0, queue: queue.into(), no_ack: auto_ack }, expect::BASIC_GET_REPLY)? {
+            Reply::Content(Content { method: Method::BasicGetOk(ok), properties, body }) => {
+                Ok(Some((ok, properties, body)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// pika's `basic_ack(delivery_tag=0, multiple=False)`; `(0, true)` acks
+    /// everything outstanding. Asynchronous: a bad tag surfaces as a 406
+    /// channel close on a later call.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelWrongStateError`] if the channel is not open.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.basic_ack(1, false)?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
+        self.send(BasicAck { delivery_tag, multiple })
+    }
+
+    /// pika's `basic_nack(delivery_tag=0, multiple=False, requeue=True)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelWrongStateError`] if the channel is not open.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.basic_nack(1, false, true)?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn basic_nack(&self, delivery_tag: u64, multiple: bool, requeue: bool) -> Result<()> {
+        self.send(BasicNack { delivery_tag, multiple, requeue })
+    }
+
+    /// pika's `basic_reject(delivery_tag=0, requeue=True)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelWrongStateError`] if the channel is not open.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.basic_reject(1, false)?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn basic_reject(&self, delivery_tag: u64, requeue: bool) -> Result<()> {
+        self.send(BasicReject { delivery_tag, requeue })
+    }
+
+    /// pika's `basic_qos(prefetch_size=0, prefetch_count=0, global_qos=False)`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ConnectionClosedByBroker`] 540 for `prefetch_size != 0` (RabbitMQ).
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// use pikars::BasicQosOptions;
+    /// // pika: channel.basic_qos(prefetch_count=1)
+    /// channel.basic_qos(BasicQosOptions::default().prefetch_count(1))?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn basic_qos(&self, options: BasicQosOptions) -> Result<()> {
+        let m = BasicQos {
+            prefetch_size: options.prefetch_size,
+            prefetch_count: options.prefetch_count,
+            global: options.global_qos,
+        };
+        self.rpc(m, expect::BASIC_QOS_OK).map(drop)
+    }
+
+    /// pika's `basic_recover(requeue=False)`: redeliver unacknowledged messages.
+    ///
+    /// # Errors
+    ///
+    /// Channel and connection errors.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.basic_recover(true)?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn basic_recover(&self, requeue: bool) -> Result<()> {
+        self.rpc(BasicRecover { requeue }, expect::BASIC_RECOVER_OK).map(drop)
+    }
+
+    /// pika's `tx_select()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`] 406 on a channel in confirm mode.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.tx_select()?;
+    /// channel.basic_publish("", "hello", "in a transaction", Default::default())?;
+    /// channel.tx_commit()?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn tx_select(&self) -> Result<()> {
+        self.rpc(TxSelect {}, expect::TX_SELECT_OK).map(drop)
+    }
+
+    /// pika's `tx_commit()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`] 406 without `tx_select`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.tx_select()?;
+    /// channel.tx_commit()?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn tx_commit(&self) -> Result<()> {
+        self.rpc(TxCommit {}, expect::TX_COMMIT_OK).map(drop)
+    }
+
+    /// pika's `tx_rollback()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelClosedByBroker`] 406 without `tx_select`.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.tx_select()?;
+    /// channel.tx_rollback()?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn tx_rollback(&self) -> Result<()> {
+        self.rpc(TxRollback {}, expect::TX_ROLLBACK_OK).map(drop)
+    }
+}
+
+fn unreachable_reply<T>() -> Result<T> {
+    Err(Error::Protocol(crate::protocol::ProtocolError::UnexpectedFrame("reply of the wrong kind")))
+}
+
+fn outcome_result(outcome: Outcome) -> Result<()> {
+    match outcome {
+        Outcome::Acked => Ok(()),
+        Outcome::Returned(r) => Err(Error::UnroutableError(vec![r])),
+        Outcome::Nacked(r) => Err(Error::NackError(r.into_iter().collect())),
+        Outcome::Failed(e) => Err(e),
+    }
+}
+
+/// The iterator [`BlockingChannel::consume`] returns.
+pub struct Consume {
+    channel: BlockingChannel,
+    queue: String,
+    options: ConsumeOptions,
+    started: bool,
+    finished: bool,
+}
+
+impl fmt::Debug for Consume {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<Consume queue={:?} channel={}>", self.queue, self.channel.number)
+    }
+}
+
+impl Consume {
+    fn start(&mut self) -> Result<()> {
+        let ch = &self.channel;
+        let existing = ch.with(|s, n, id| {
+            s.generator(n, id).map(|g| g.as_ref().map(|g| (g.queue.clone(), g.auto_ack, g.exclusive, g.ended)))
+        })?;
+        match existing {
+            Some((q, a, e, false))
+                if (q.as_str(), a, e) == (self.queue.as_str(), self.options.auto_ack, self.options.exclusive) =>
+            {
+                return Ok(())
+            }
+            Some((_, _, _, false)) => {
+                return Err(Error::InvalidArgument(
+                    "a consume() consumer with other parameters is active on this channel; cancel() it first".into(),
+                ))
+            }
+            _ => {}
+        }
+        // The buffer must exist before basic.consume is sent: deliveries
+        // can follow consume-ok in the same read.
+        let tag = match self.options.consumer_tag.clone().filter(|t| !t.is_empty()) {
+            Some(t) => t,
+            None => format!("ctag{}.{}", ch.number, uuid::Uuid::new_v4().simple()),
+        };
+        ch.with(|s, n, id| {
+            *s.generator(n, id)? = Some(Generator {
+                consumer_tag: tag.clone(),
+                queue: self.queue.clone(),
+                auto_ack: self.options.auto_ack,
+                exclusive: self.options.exclusive,
+                buffer: Default::default(),
+                ended: false,
+            });
+            Ok::<_, Error>(())
+        })?;
+        let started = ch.start_consumer(
+            &self.queue,
+            self.options.auto_ack,
+            self.options.exclusive,
+            Some(tag),
+            self.options.arguments.clone(),
+            true,
+        );
+        if started.is_err() {
+            let _ = ch.with(|s, n, id| s.generator(n, id).map(Option::take));
+        }
+        started.map(drop)
+    }
+
+    fn step(&mut self) -> Result<Option<Option<Delivery>>> {
+        if !self.started {
+            self.start()?;
+            self.started = true;
+        }
+        let deadline = match self.options.inactivity_timeout {
+            Some(t) => Some(Instant::now() + seconds("inactivity_timeout", t)?),
+            None => None,
+        };
+        loop {
+            let next = self.channel.with(|s, n, id| {
+                let g = s.generator(n, id)?;
+                Ok::<_, Error>(match g {
+                    Some(g) => match g.buffer.pop_front() {
+                        Some(d) => Some(Some(d)),
+                        None if g.ended => None,
+                        None => Some(None),
+                    },
+                    None => None,
+                })
+            })?;
+            match next {
+                Some(Some(d)) => return Ok(Some(Some(d))),
+                None => return Ok(None),
+                Some(None) => {}
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Some(None));
+            }
+            // Service the connection (and other callbacks) until a message
+            // for us arrives or the inactivity timeout.
+            let (number, id) = (self.channel.number, self.channel.id);
+            let shared = &self.channel.shared;
+            shared.wait_for(deadline, &mut |s: &mut Session| {
+                Ok(match s.generator(number, id)? {
+                    Some(g) => !g.buffer.is_empty() || g.ended,
+                    None => true,
+                })
+            })?;
+            if !shared.dispatching.get() {
+                crate::connection::dispatch(shared)?;
+            }
+        }
+    }
+}
+
+impl Iterator for Consume {
+    type Item = Result<Option<Delivery>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(item)) => Some(Ok(item)),
+            Ok(None) => {
+                self.finished = true;
+                None
+            }
+            Err(e) => {
+                self.finished = true;
+                Some(Err(e))
+            }
+        }
+    }
+}

@@ -1,0 +1,550 @@
+//! Connection parameters and credentials: pika's `ConnectionParameters`,
+//! `PlainCredentials`, `ExternalCredentials` and `SSLOptions`.
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+use crate::protocol::{FieldTable, FRAME_MAX_SIZE, FRAME_MIN_SIZE};
+
+/// pika's `PlainCredentials(username, password, erase_on_connect=False)`:
+/// SASL PLAIN.
+///
+/// The password never appears in `Debug` output, errors or logs.
+///
+/// # Example
+///
+/// ```
+/// use pikars::PlainCredentials;
+///
+/// let creds = PlainCredentials::new("user", "s3cret");
+/// assert_eq!(format!("{creds:?}"), r#"PlainCredentials { username: "user", password: "***", erase_on_connect: false }"#);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlainCredentials {
+    /// The user name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+    /// Forget the username and password once connected (pika's `erase_on_connect`).
+    pub erase_on_connect: bool,
+}
+
+impl PlainCredentials {
+    /// pika: `PlainCredentials(username, password)`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let creds = pikars::PlainCredentials::new("guest", "guest");
+    /// assert_eq!(creds.username, "guest");
+    /// ```
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        PlainCredentials { username: username.into(), password: password.into(), erase_on_connect: false }
+    }
+
+    /// The SASL PLAIN response: `\0username\0password`.
+    pub(crate) fn response(&self) -> Vec<u8> {
+        let mut r = Vec::with_capacity(self.username.len() + self.password.len() + 2);
+        r.push(0);
+        r.extend_from_slice(self.username.as_bytes());
+        r.push(0);
+        r.extend_from_slice(self.password.as_bytes());
+        r
+    }
+}
+
+impl fmt::Debug for PlainCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PlainCredentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .field("erase_on_connect", &self.erase_on_connect)
+            .finish()
+    }
+}
+
+/// pika's `ExternalCredentials()`: SASL EXTERNAL, for TLS client certificates.
+///
+/// # Example
+///
+/// ```
+/// use pikars::{ConnectionParameters, ExternalCredentials};
+/// let params = ConnectionParameters::new("localhost").credentials(ExternalCredentials);
+/// assert_eq!(params.credentials.mechanism(), "EXTERNAL");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ExternalCredentials;
+
+/// The credentials of a connection: PLAIN or EXTERNAL.
+///
+/// # Example
+///
+/// ```
+/// use pikars::{Credentials, PlainCredentials};
+/// let c: Credentials = PlainCredentials::new("u", "p").into();
+/// assert_eq!(c.mechanism(), "PLAIN");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// SASL PLAIN with a user name and password.
+    Plain(PlainCredentials),
+    /// SASL EXTERNAL (the TLS client certificate identifies the user).
+    External(ExternalCredentials),
+}
+
+impl Credentials {
+    /// The SASL mechanism name.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::Credentials::default().mechanism(), "PLAIN");
+    /// ```
+    pub fn mechanism(&self) -> &'static str {
+        match self {
+            Credentials::Plain(_) => "PLAIN",
+            Credentials::External(_) => "EXTERNAL",
+        }
+    }
+
+    pub(crate) fn response(&self) -> Vec<u8> {
+        match self {
+            Credentials::Plain(p) => p.response(),
+            Credentials::External(_) => Vec::new(),
+        }
+    }
+
+    pub(crate) fn erase_if_asked(&mut self) {
+        if let Credentials::Plain(p) = self {
+            if p.erase_on_connect {
+                p.username.clear();
+                p.password.clear();
+            }
+        }
+    }
+}
+
+impl Default for Credentials {
+    /// pika's default: `PlainCredentials('guest', 'guest')`.
+    fn default() -> Self {
+        Credentials::Plain(PlainCredentials::new("guest", "guest"))
+    }
+}
+
+impl From<PlainCredentials> for Credentials {
+    fn from(c: PlainCredentials) -> Self {
+        Credentials::Plain(c)
+    }
+}
+
+impl From<ExternalCredentials> for Credentials {
+    fn from(c: ExternalCredentials) -> Self {
+        Credentials::External(c)
+    }
+}
+
+/// TLS settings, pika's `SSLOptions(context, server_hostname=None)`.
+///
+/// The defaults verify the broker's certificate chain against the system's
+/// trusted roots and its name against `server_hostname` (or the host), with
+/// TLS 1.2 as the minimum version.
+///
+/// # Example
+///
+/// ```
+/// use pikars::{ConnectionParameters, SslOptions};
+///
+/// let params = ConnectionParameters::new("broker.example.com").ssl_options(SslOptions::default());
+/// assert_eq!(params.port, 5671); // pika's default TLS port when no port was set
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SslOptions {
+    /// The name to verify and send as SNI; `None` means the connection's host.
+    pub server_hostname: Option<String>,
+    /// Extra trusted CA certificates, PEM encoded (pika's `cafile`/`cadata`).
+    pub ca_certs_pem: Vec<Vec<u8>>,
+    /// A client certificate chain and its private key, both PEM (PKCS#8 key),
+    /// for mutual TLS and SASL EXTERNAL.
+    pub client_cert_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// Accept any certificate and any name. Insecure: for tests only; a
+    /// warning is logged on every connect that uses it.
+    pub danger_accept_invalid_certs: bool,
+}
+
+impl fmt::Debug for SslOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SslOptions")
+            .field("server_hostname", &self.server_hostname)
+            .field("ca_certs_pem", &format_args!("[{} certificate(s)]", self.ca_certs_pem.len()))
+            .field("client_cert_pem", &self.client_cert_pem.as_ref().map(|_| "<certificate and key>"))
+            .field("danger_accept_invalid_certs", &self.danger_accept_invalid_certs)
+            .finish()
+    }
+}
+
+/// pika's `ConnectionParameters`: every field with pika's name and default.
+///
+/// Fields are public; a setter of the same name on each makes porting
+/// `pika.ConnectionParameters(host='localhost', heartbeat=600)` one
+/// expression. Times are in seconds, as in pika. Values are checked when the
+/// connection is made, with pika's rules ([`ConnectionParameters::validate`]).
+///
+/// # Example
+///
+/// ```
+/// use pikars::{ConnectionParameters, PlainCredentials};
+///
+/// // pika: pika.ConnectionParameters('localhost', 5672, '/', pika.PlainCredentials('guest', 'guest'),
+/// //                                 heartbeat=600, blocked_connection_timeout=300)
+/// let params = ConnectionParameters::new("localhost")
+///     .port(5672)
+///     .virtual_host("/")
+///     .credentials(PlainCredentials::new("guest", "guest"))
+///     .heartbeat(600)
+///     .blocked_connection_timeout(300.0);
+/// assert_eq!(params.heartbeat, Some(600));
+/// assert_eq!(params.frame_max, 131_072);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionParameters {
+    /// Broker host name or address. Default `"localhost"`.
+    pub host: String,
+    /// Port. Default 5672, or 5671 when `ssl_options` is set and no port was given.
+    pub port: u16,
+    /// Virtual host. Default `"/"`.
+    pub virtual_host: String,
+    /// Credentials. Default `PlainCredentials("guest", "guest")`.
+    pub credentials: Credentials,
+    /// Highest channel number wanted (1..=65535); the broker's lower value wins. Default 65535.
+    pub channel_max: u16,
+    /// Largest frame wanted in bytes (4096..=131072); the smaller side wins. Default 131072.
+    pub frame_max: u32,
+    /// Heartbeat timeout in seconds: `None` takes the broker's proposal, a
+    /// number always wins (0 disables heartbeats). Default `None`.
+    pub heartbeat: Option<u16>,
+    /// TLS settings; `None` is plain TCP. Default `None`.
+    pub ssl_options: Option<SslOptions>,
+    /// How many times to try the whole list of hosts (>= 1). Default 1.
+    pub connection_attempts: u32,
+    /// Seconds between attempts. Default 2.0.
+    pub retry_delay: f64,
+    /// Seconds allowed for the TCP connect and for each socket operation
+    /// during the handshake. Default 10.0.
+    pub socket_timeout: Option<f64>,
+    /// Seconds allowed for the whole connect (TCP, TLS and AMQP handshake) per attempt. Default 15.0.
+    pub stack_timeout: Option<f64>,
+    /// Locale sent in `connection.start-ok`. Default `"en_US"`.
+    pub locale: String,
+    /// Seconds the broker may keep the connection blocked (resource alarm)
+    /// before it is closed with [`Error::ConnectionBlockedTimeout`]. Default `None` (forever).
+    pub blocked_connection_timeout: Option<f64>,
+    /// Client properties, shallow-merged over pikars's defaults (the usual
+    /// key is `connection_name`). Default `None`.
+    pub client_properties: Option<FieldTable>,
+    /// pikars extension: the largest message body accepted from the broker.
+    /// Default 64 MiB.
+    pub max_message_size: u64,
+    /// Whether `port` was set explicitly (so `ssl_options` does not change it).
+    port_set: bool,
+}
+
+impl Default for ConnectionParameters {
+    fn default() -> Self {
+        ConnectionParameters {
+            host: Self::DEFAULT_HOST.into(),
+            port: Self::DEFAULT_PORT,
+            virtual_host: Self::DEFAULT_VIRTUAL_HOST.into(),
+            credentials: Credentials::default(),
+            channel_max: Self::DEFAULT_CHANNEL_MAX,
+            frame_max: Self::DEFAULT_FRAME_MAX,
+            heartbeat: None,
+            ssl_options: None,
+            connection_attempts: Self::DEFAULT_CONNECTION_ATTEMPTS,
+            retry_delay: Self::DEFAULT_RETRY_DELAY,
+            socket_timeout: Some(Self::DEFAULT_SOCKET_TIMEOUT),
+            stack_timeout: Some(Self::DEFAULT_STACK_TIMEOUT),
+            locale: Self::DEFAULT_LOCALE.into(),
+            blocked_connection_timeout: None,
+            client_properties: None,
+            max_message_size: crate::protocol::DEFAULT_MAX_MESSAGE_SIZE,
+            port_set: false,
+        }
+    }
+}
+
+impl ConnectionParameters {
+    /// pika's `DEFAULT_HOST`.
+    pub const DEFAULT_HOST: &'static str = "localhost";
+    /// pika's `DEFAULT_PORT`.
+    pub const DEFAULT_PORT: u16 = 5672;
+    /// pika's `DEFAULT_SSL_PORT`.
+    pub const DEFAULT_SSL_PORT: u16 = 5671;
+    /// pika's `DEFAULT_VIRTUAL_HOST`.
+    pub const DEFAULT_VIRTUAL_HOST: &'static str = "/";
+    /// pika's `DEFAULT_CHANNEL_MAX`.
+    pub const DEFAULT_CHANNEL_MAX: u16 = 65535;
+    /// pika's `DEFAULT_FRAME_MAX`.
+    pub const DEFAULT_FRAME_MAX: u32 = FRAME_MAX_SIZE;
+    /// pika's `DEFAULT_CONNECTION_ATTEMPTS`.
+    pub const DEFAULT_CONNECTION_ATTEMPTS: u32 = 1;
+    /// pika's `DEFAULT_RETRY_DELAY`.
+    pub const DEFAULT_RETRY_DELAY: f64 = 2.0;
+    /// pika's `DEFAULT_SOCKET_TIMEOUT`.
+    pub const DEFAULT_SOCKET_TIMEOUT: f64 = 10.0;
+    /// pika's `DEFAULT_STACK_TIMEOUT`.
+    pub const DEFAULT_STACK_TIMEOUT: f64 = 15.0;
+    /// pika's `DEFAULT_LOCALE`.
+    pub const DEFAULT_LOCALE: &'static str = "en_US";
+
+    /// pika: `ConnectionParameters(host)`; every other field at its default.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let p = pikars::ConnectionParameters::new("localhost");
+    /// assert_eq!((p.host.as_str(), p.port, p.virtual_host.as_str()), ("localhost", 5672, "/"));
+    /// ```
+    pub fn new(host: impl Into<String>) -> Self {
+        ConnectionParameters { host: host.into(), ..Default::default() }
+    }
+
+    /// Sets `port`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::ConnectionParameters::new("h").port(5673).port, 5673);
+    /// ```
+    #[must_use]
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self.port_set = true;
+        self
+    }
+
+    /// Sets `ssl_options`; the port becomes 5671 unless one was set.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let p = pikars::ConnectionParameters::new("h").ssl_options(pikars::SslOptions::default());
+    /// assert_eq!(p.port, 5671);
+    /// ```
+    #[must_use]
+    pub fn ssl_options(mut self, ssl_options: SslOptions) -> Self {
+        self.ssl_options = Some(ssl_options);
+        if !self.port_set {
+            self.port = Self::DEFAULT_SSL_PORT;
+        }
+        self
+    }
+
+    /// Sets `credentials`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let p = pikars::ConnectionParameters::new("h").credentials(pikars::PlainCredentials::new("u", "p"));
+    /// assert_eq!(p.credentials.mechanism(), "PLAIN");
+    /// ```
+    #[must_use]
+    pub fn credentials(mut self, credentials: impl Into<Credentials>) -> Self {
+        self.credentials = credentials.into();
+        self
+    }
+
+    /// Sets `heartbeat` (seconds; 0 disables).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::ConnectionParameters::new("h").heartbeat(0).heartbeat, Some(0));
+    /// ```
+    #[must_use]
+    pub fn heartbeat(mut self, heartbeat: u16) -> Self {
+        self.heartbeat = Some(heartbeat);
+        self
+    }
+
+    /// Sets `socket_timeout` in seconds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::ConnectionParameters::new("h").socket_timeout(1.5).socket_timeout, Some(1.5));
+    /// ```
+    #[must_use]
+    pub fn socket_timeout(mut self, seconds: f64) -> Self {
+        self.socket_timeout = Some(seconds);
+        self
+    }
+
+    /// Sets `stack_timeout` in seconds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::ConnectionParameters::new("h").stack_timeout(3.0).stack_timeout, Some(3.0));
+    /// ```
+    #[must_use]
+    pub fn stack_timeout(mut self, seconds: f64) -> Self {
+        self.stack_timeout = Some(seconds);
+        self
+    }
+
+    /// Sets `blocked_connection_timeout` in seconds.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let p = pikars::ConnectionParameters::new("h").blocked_connection_timeout(300.0);
+    /// assert_eq!(p.blocked_connection_timeout, Some(300.0));
+    /// ```
+    #[must_use]
+    pub fn blocked_connection_timeout(mut self, seconds: f64) -> Self {
+        self.blocked_connection_timeout = Some(seconds);
+        self
+    }
+
+    /// Sets `client_properties`, e.g. `{"connection_name": "worker-1"}`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::{ConnectionParameters, FieldTable};
+    /// let p = ConnectionParameters::new("h").client_properties(FieldTable::from([("connection_name", "w1")]));
+    /// assert!(p.client_properties.is_some());
+    /// ```
+    #[must_use]
+    pub fn client_properties(mut self, properties: FieldTable) -> Self {
+        self.client_properties = Some(properties);
+        self
+    }
+
+    /// Checks every field with pika's rules.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] naming the field: `channel_max` 0,
+    /// `frame_max` outside 4096..=131072, `connection_attempts` 0, a negative
+    /// or non-finite `retry_delay`, a `socket_timeout` / `stack_timeout` not
+    /// above 0, a negative `blocked_connection_timeout`, an empty host.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::ConnectionParameters;
+    /// assert!(ConnectionParameters::new("h").validate().is_ok());
+    /// let bad = ConnectionParameters { frame_max: 1000, ..ConnectionParameters::new("h") };
+    /// assert!(bad.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidArgument(msg));
+        if self.host.is_empty() {
+            return bad("host must not be empty".into());
+        }
+        if self.channel_max == 0 {
+            return bad("channel_max must be between 1 and 65535".into());
+        }
+        if !(FRAME_MIN_SIZE..=FRAME_MAX_SIZE).contains(&self.frame_max) {
+            return bad(format!(
+                "Min AMQP 0.9.1 Frame Size is {FRAME_MIN_SIZE}, Max is {FRAME_MAX_SIZE}; got frame_max {}",
+                self.frame_max
+            ));
+        }
+        if self.connection_attempts == 0 {
+            return bad("connection_attempts must be at least 1".into());
+        }
+        if !(self.retry_delay.is_finite() && self.retry_delay >= 0.0) {
+            return bad(format!("retry_delay must be a number >= 0, got {}", self.retry_delay));
+        }
+        for (name, value) in [("socket_timeout", self.socket_timeout), ("stack_timeout", self.stack_timeout)] {
+            if let Some(v) = value {
+                if !(v.is_finite() && v > 0.0) {
+                    return bad(format!("{name} must be > 0, got {v}"));
+                }
+            }
+        }
+        if let Some(v) = self.blocked_connection_timeout {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("blocked_connection_timeout must be >= 0, got {v}"));
+            }
+        }
+        if matches!(self.credentials, Credentials::External(_)) && self.ssl_options.is_none() {
+            log::warn!("EXTERNAL credentials without TLS: the broker has no certificate to identify you by");
+        }
+        Ok(())
+    }
+}
+
+macro_rules! setters {
+    ($( $field:ident : $ty:ty = $example:expr ;)*) => {
+        impl ConnectionParameters {
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "`.")]
+                ///
+                /// # Example
+                ///
+                /// ```
+                #[doc = concat!("let p = pikars::ConnectionParameters::new(\"h\").", stringify!($field), "(", stringify!($example), ");")]
+                #[doc = concat!("assert_eq!(p.", stringify!($field), ", ", stringify!($example), ".into());")]
+                /// ```
+                #[must_use]
+                pub fn $field(mut self, value: impl Into<$ty>) -> Self {
+                    self.$field = value.into();
+                    self
+                }
+            )*
+        }
+    };
+}
+
+setters! {
+    host: String = "broker";
+    virtual_host: String = "vh";
+    channel_max: u16 = 100u16;
+    frame_max: u32 = 8192u32;
+    connection_attempts: u32 = 3u32;
+    retry_delay: f64 = 0.5;
+    locale: String = "en_GB";
+    max_message_size: u64 = 1_048_576u64;
+}
+
+/// What `BlockingConnection::new` accepts: one set of parameters or a list
+/// of them to try in order (pika's failover).
+///
+/// # Example
+///
+/// ```
+/// use pikars::{ConnectionParameters, IntoParameterList};
+/// let list = vec![ConnectionParameters::new("a"), ConnectionParameters::new("b")].into_parameter_list();
+/// assert_eq!(list.len(), 2);
+/// ```
+pub trait IntoParameterList {
+    /// The parameters to try, in order.
+    fn into_parameter_list(self) -> Vec<ConnectionParameters>;
+}
+
+impl IntoParameterList for ConnectionParameters {
+    fn into_parameter_list(self) -> Vec<ConnectionParameters> {
+        vec![self]
+    }
+}
+
+impl IntoParameterList for Vec<ConnectionParameters> {
+    fn into_parameter_list(self) -> Vec<ConnectionParameters> {
+        self
+    }
+}
+
+impl<const N: usize> IntoParameterList for [ConnectionParameters; N] {
+    fn into_parameter_list(self) -> Vec<ConnectionParameters> {
+        self.into()
+    }
+}
+
+impl IntoParameterList for &[ConnectionParameters] {
+    fn into_parameter_list(self) -> Vec<ConnectionParameters> {
+        self.to_vec()
+    }
+}
