@@ -910,6 +910,54 @@ impl BlockingChannel {
         }
     }
 
+    /// Takes the confirm outcomes that have arrived so far, without
+    /// waiting: reads what the socket holds, then returns each resolved
+    /// publish's sequence number and outcome, in order (possibly none). For
+    /// handling confirms as they arrive while publishing with
+    /// [`BlockingChannel::publish_nowait`]. A pikars extension.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChannelWrongStateError`] if the channel is gone; connection
+    /// errors once every outcome they caused has been handed over.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// channel.confirm_delivery()?;
+    /// for i in 0..10_000 {
+    ///     channel.publish_nowait("", "hello", format!("{i}"), Default::default())?;
+    ///     while channel.unconfirmed_count() > 1_000 {
+    ///         for (seq, outcome) in channel.take_confirms()? {
+    ///             if let Err(e) = outcome { eprintln!("{seq}: {e}"); }
+    ///         }
+    ///     }
+    /// }
+    /// channel.wait_for_confirms(Some(10.0))?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn take_confirms(&self) -> Result<Vec<(u64, Result<()>)>> {
+        let taken = self.with(|s, n, id| s.take_outcomes(n, id))?;
+        Ok(taken.into_iter().map(|(seq, o)| (seq, outcome_result(o))).collect())
+    }
+
+    /// How many publishes on this channel are not yet confirmed (0 outside
+    /// confirm mode). A pikars extension.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// assert_eq!(channel.unconfirmed_count(), 0);
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn unconfirmed_count(&self) -> usize {
+        self.with(|s, n, id| s.unconfirmed(n, id))
+    }
+
     // ----- consuming ------------------------------------------------------
 
     /// pika's `basic_consume(queue, on_message_callback, auto_ack, exclusive, consumer_tag, arguments)`;

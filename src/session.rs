@@ -1141,6 +1141,22 @@ impl Session {
         Ok(Some(taken.into_iter().collect()))
     }
 
+    /// Reads what has arrived (without blocking) and takes the outcomes
+    /// resolved so far, in sequence order.
+    pub(crate) fn take_outcomes(&mut self, number: u16, id: u64) -> Result<Vec<(u64, Outcome)>> {
+        let polled = self.wait(Some(Instant::now()), None, &mut |_| Ok(false));
+        let ch = self.channels.get_mut(&number).filter(|c| c.id == id).ok_or_else(closed_channel)?;
+        let taken: Vec<(u64, Outcome)> = match &mut ch.confirms {
+            Some(c) => std::mem::take(&mut c.outcomes).into_iter().collect(),
+            None => Vec::new(),
+        };
+        // A connection that died still hands over its (failed) outcomes first.
+        if taken.is_empty() {
+            polled?;
+        }
+        Ok(taken)
+    }
+
     pub(crate) fn unconfirmed(&self, number: u16, id: u64) -> usize {
         match self.channels.get(&number) {
             Some(ch) if ch.id == id => ch.confirms.as_ref().map_or(0, |c| c.pending.len()),
