@@ -244,6 +244,15 @@ pub struct ConnectionParameters {
     /// pikars extension: the largest message body accepted from the broker.
     /// Default 64 MiB.
     pub max_message_size: u64,
+    /// pikars extension: keep heartbeats flowing while your code runs (a
+    /// long callback, CPU work between publishes). A helper thread sends a
+    /// heartbeat when the connection has been quiet for half the interval
+    /// and reads (never dispatches) what the broker sent, only while your
+    /// thread is not using the connection itself. Callbacks still run on
+    /// your thread, one at a time. Without it, pikars behaves as pika: a
+    /// callback longer than about two heartbeat intervals gets the
+    /// connection dropped by the broker. Default `false`.
+    pub heartbeat_keeper: bool,
     /// Whether `port` was set explicitly (so `ssl_options` does not change it).
     port_set: bool,
 }
@@ -267,6 +276,7 @@ impl Default for ConnectionParameters {
             blocked_connection_timeout: None,
             client_properties: None,
             max_message_size: crate::protocol::DEFAULT_MAX_MESSAGE_SIZE,
+            heartbeat_keeper: false,
             port_set: false,
         }
     }
@@ -508,6 +518,7 @@ setters! {
     retry_delay: f64 = 0.5;
     locale: String = "en_GB";
     max_message_size: u64 = 1_048_576u64;
+    heartbeat_keeper: bool = true;
 }
 
 /// What `BlockingConnection::new` accepts: one set of parameters or a list

@@ -135,8 +135,6 @@ pub(crate) struct Session {
     channels: HashMap<u16, Channel>,
     next_id: u64,
     pub(crate) events: VecDeque<Event>,
-    last_read: Instant,
-    last_write: Instant,
     blocked_since: Option<Instant>,
     blocked_timeout: Option<f64>,
     /// `connection.update-secret-ok` or `close-ok` received.
@@ -190,7 +188,6 @@ impl Session {
         params.validate()?;
         let deadline = params.stack_timeout.map(|s| Instant::now() + secs(s));
         let t = Transport::connect(&params, deadline)?;
-        let now = Instant::now();
         let mut decoder = FrameDecoder::new();
         decoder.set_max_message_size(params.max_message_size);
         let mut s = Session {
@@ -207,14 +204,15 @@ impl Session {
             channels: HashMap::new(),
             next_id: 1,
             events: VecDeque::new(),
-            last_read: now,
-            last_write: now,
             blocked_since: None,
             blocked_timeout: params.blocked_connection_timeout,
             conn_reply: None,
             params: ConnectionParameters::default(),
         };
         s.handshake(&mut params, deadline)?;
+        if params.heartbeat_keeper && s.tuned.heartbeat > 0 {
+            s.t.start_keeper(Duration::from_secs(s.tuned.heartbeat.into()));
+        }
         params.credentials.erase_if_asked();
         s.params = params;
         Ok(s)
@@ -294,7 +292,6 @@ impl Session {
         let r = self.t.write_all(&out, timeout);
         self.out = out;
         self.out.clear();
-        self.last_write = Instant::now();
         r.map_err(|e| match e {
             WriteError::TimedOut(_) => Error::AMQPConnectorStackTimeout("timed out writing the handshake".into()),
             WriteError::Failed(e) => e,
@@ -310,38 +307,33 @@ impl Session {
         deadline: Option<Instant>,
     ) -> Result<Method> {
         loop {
-            if phase == Phase::Protocol && self.t.buffered().starts_with(b"AMQP") {
-                let got = self.t.buffered();
-                let shown: Vec<u8> = got.iter().take(8).copied().collect();
+            if phase == Phase::Protocol && self.t.peek(4) == b"AMQP" {
+                let shown = self.t.peek(8);
                 return Err(Error::IncompatibleProtocolError(format!(
                     "server replied with protocol header {shown:?}: it does not speak AMQP 0-9-1"
                 )));
             }
-            match self.decoder.decode(self.t.buffered()) {
-                Ok(Some((frame, used))) => {
-                    self.t.consume(used);
-                    match frame {
-                        Frame::Heartbeat => continue,
-                        Frame::Method { channel: 0, method: Method::ConnectionClose(close) } => {
-                            let _ = self.queue_method(0, ConnectionCloseOk {}.into());
-                            let _ = self.flush_handshake(socket_timeout, deadline);
-                            self.t.shutdown();
-                            return Err(handshake_close(phase, close));
-                        }
-                        Frame::Method { channel: 0, method } => return Ok(method),
-                        other => {
-                            return Err(Error::Protocol(ProtocolError::UnexpectedFrame(match other {
-                                Frame::Method { .. } => "method on a channel other than 0 during the handshake",
-                                _ => "content frame during the handshake",
-                            })))
-                        }
+            match self.t.next_frame(&self.decoder) {
+                Ok(Some(frame)) => match frame {
+                    Frame::Heartbeat => continue,
+                    Frame::Method { channel: 0, method: Method::ConnectionClose(close) } => {
+                        let _ = self.queue_method(0, ConnectionCloseOk {}.into());
+                        let _ = self.flush_handshake(socket_timeout, deadline);
+                        self.t.shutdown();
+                        return Err(handshake_close(phase, close));
                     }
-                }
+                    Frame::Method { channel: 0, method } => return Ok(method),
+                    other => {
+                        return Err(Error::Protocol(ProtocolError::UnexpectedFrame(match other {
+                            Frame::Method { .. } => "method on a channel other than 0 during the handshake",
+                            _ => "content frame during the handshake",
+                        })))
+                    }
+                },
                 Ok(None) => {}
-                Err(e) if phase == Phase::Protocol && self.t.buffered().first() == Some(&b'A') => {
-                    let _ = e;
+                Err(_) if phase == Phase::Protocol && self.t.peek(1) == b"A" => {
                     // Possibly the start of an "AMQP" header: read more.
-                    if self.t.buffered().len() >= 8 {
+                    if self.t.peek(8).len() >= 8 {
                         return Err(Error::IncompatibleProtocolError("unexpected reply to protocol header".into()));
                     }
                 }
@@ -355,7 +347,7 @@ impl Session {
             }
             let timeout = bound(socket_timeout, deadline);
             match self.t.fill(timeout, self.decoder_limit()) {
-                Ok(true) => self.last_read = Instant::now(),
+                Ok(true) => {}
                 Ok(false) => {
                     if deadline.is_some_and(|d| Instant::now() >= d) {
                         continue;
@@ -434,7 +426,8 @@ impl Session {
         log::warn!("protocol error from {}: {e}", self.t.peer);
         self.out.clear();
         let close = ConnectionClose { reply_code: code, reply_text: e.to_string(), class_id: 0, method_id: 0 };
-        if self.queue_method(0, close.into()).is_ok() {
+        // Not in the middle of another frame: that would garble the close.
+        if self.queue_method(0, close.into()).is_ok() && !self.t.mid_write() {
             let _ = self.t.write_all(&self.out, Some(Duration::from_millis(100)));
         }
         self.out.clear();
@@ -468,19 +461,17 @@ impl Session {
                 Err(WriteError::Failed(e)) => break Err(self.fail(e)),
                 Err(WriteError::TimedOut(left)) => {
                     done = out.len() - left;
-                    self.last_write = Instant::now();
                     // Frames the broker sends meanwhile (blocked, close) are
                     // handled; replies they cause go after our bytes.
                     if let Err(e) = self.read_frames(Some(Duration::ZERO)) {
                         break Err(e);
                     }
-                    if let Err(e) = self.check_deadlines(Instant::now()) {
+                    if let Err(e) = self.check_deadlines(Instant::now(), false) {
                         break Err(e);
                     }
                 }
             }
         };
-        self.last_write = Instant::now();
         // Frames queued while we were writing (replies) follow.
         let queued = std::mem::replace(&mut self.out, out);
         self.out.clear();
@@ -497,18 +488,17 @@ impl Session {
     /// Reads once (waiting at most `timeout`) and handles every whole frame.
     fn read_frames(&mut self, timeout: Option<Duration>) -> Result<()> {
         match self.t.fill(timeout, self.decoder_limit()) {
-            Ok(true) => self.last_read = Instant::now(),
+            Ok(true) => {}
             Ok(false) => return Ok(()),
             Err(Error::Protocol(e)) => return Err(self.protocol_failure(e, reply_code::FRAME_ERROR)),
             Err(e) => return Err(self.fail(e)),
         }
         loop {
-            let (frame, used) = match self.decoder.decode(self.t.buffered()) {
-                Ok(Some(x)) => x,
+            let frame = match self.t.next_frame(&self.decoder) {
+                Ok(Some(frame)) => frame,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(self.protocol_failure(e, reply_code::FRAME_ERROR)),
             };
-            self.t.consume(used);
             log::trace!("received {frame:?}");
             self.handle_frame(frame)?;
             if self.is_closed() {
@@ -529,7 +519,9 @@ impl Session {
         match (&self.state, method) {
             (_, Method::ConnectionClose(close)) => {
                 self.queue_method(0, ConnectionCloseOk {}.into())?;
-                let _ = self.t.write_all(&self.out, Some(Duration::from_millis(500)));
+                if !self.t.mid_write() {
+                    let _ = self.t.write_all(&self.out, Some(Duration::from_millis(500)));
+                }
                 self.out.clear();
                 let reason = match self.state {
                     // Close crossing: we were closing anyway.
@@ -744,7 +736,9 @@ impl Session {
 
     /// Checks the heartbeat and blocked-connection deadlines; sends a
     /// heartbeat when we have been quiet for half the interval.
-    fn check_deadlines(&mut self, now: Instant) -> Result<()> {
+    ///
+    /// `may_write` is false while a write is part-way through a frame.
+    fn check_deadlines(&mut self, now: Instant, may_write: bool) -> Result<()> {
         if let (Some(since), Some(limit)) = (self.blocked_since, self.blocked_timeout) {
             if now.duration_since(since) >= secs(limit) {
                 return Err(self.fail(Error::ConnectionBlockedTimeout(limit)));
@@ -753,13 +747,22 @@ impl Session {
         let hb = self.tuned.heartbeat;
         if hb > 0 {
             let interval = Duration::from_secs(hb.into());
-            if now.duration_since(self.last_read) >= interval * 2 {
-                return Err(self.fail(Error::AMQPHeartbeatTimeout(format!(
-                    "No activity or too many missed heartbeats in the last {} seconds",
-                    2 * hb
-                ))));
+            let (last_read, last_write) = self.t.last_io();
+            if now.duration_since(last_read) >= interval * 2 {
+                // Stale because nobody read (the user's code ran long), or
+                // because the peer is silent? What the socket holds decides.
+                self.read_frames(Some(Duration::ZERO))?;
+                if self.is_closed() {
+                    return self.check_open();
+                }
+                if now.duration_since(self.t.last_io().0) >= interval * 2 {
+                    return Err(self.fail(Error::AMQPHeartbeatTimeout(format!(
+                        "No activity or too many missed heartbeats in the last {} seconds",
+                        2 * hb
+                    ))));
+                }
             }
-            if now.duration_since(self.last_write) >= interval / 2 && self.out.is_empty() {
+            if may_write && now.duration_since(last_write) >= interval / 2 && self.out.is_empty() {
                 self.out.extend_from_slice(&HEARTBEAT_FRAME);
                 self.flush()?;
             }
@@ -777,8 +780,9 @@ impl Session {
         let hb = self.tuned.heartbeat;
         if hb > 0 {
             let interval = Duration::from_secs(hb.into());
-            consider(self.last_read + interval * 2);
-            consider(self.last_write + interval / 2);
+            let (last_read, last_write) = self.t.last_io();
+            consider(last_read + interval * 2);
+            consider(last_write + interval / 2);
         }
         next
     }
@@ -804,7 +808,7 @@ impl Session {
                 self.check_open()?;
             }
             let now = Instant::now();
-            self.check_deadlines(now)?;
+            self.check_deadlines(now, true)?;
             if deadline.is_some_and(|d| now >= d) {
                 if polled {
                     return Ok(false);

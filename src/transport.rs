@@ -3,10 +3,12 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::params::ConnectionParameters;
+use crate::protocol::{Frame, FrameDecoder, ProtocolError, HEARTBEAT_FRAME};
 
 /// Initial read buffer size: one default-sized frame and then some, so a
 /// large read decodes into many frames.
@@ -44,16 +46,87 @@ impl Stream {
     }
 }
 
-/// A connected stream with its read buffer.
-pub(crate) struct Transport {
+/// The stream, its read buffer and when bytes last moved, behind a mutex
+/// so that the optional heartbeat keeper can use the stream while the
+/// user's thread is busy elsewhere. Without a keeper the lock is never
+/// contended.
+struct Io {
     stream: Stream,
     buf: Vec<u8>,
     start: usize,
     end: usize,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    last_read: Instant,
+    last_write: Instant,
+    /// A failure the keeper saw; reported to the next caller.
+    failure: Option<Error>,
+    /// A write stopped part-way through the caller's frames: nothing else
+    /// (a heartbeat) may be written until the rest is.
+    mid_write: bool,
+}
+
+impl Io {
+    fn compact(&mut self) {
+        if self.start > 0 && (self.end == self.buf.len() || self.start > self.buf.len() / 2) {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    fn set_nonblocking(&mut self, on: bool) -> io::Result<()> {
+        self.stream.tcp().set_nonblocking(on)
+    }
+
+    /// One read into the buffer's free space; `Ok(0)` is end of stream.
+    fn read_some(&mut self) -> io::Result<usize> {
+        let end = self.end;
+        let n = self.stream.read(&mut self.buf[end..])?;
+        self.end += n;
+        if n > 0 {
+            self.last_read = Instant::now();
+        }
+        Ok(n)
+    }
+
+    fn write_all(&mut self, mut bytes: &[u8], timeout: Option<Duration>) -> Result<(), WriteError> {
+        if timeout != self.write_timeout {
+            self.stream.tcp().set_write_timeout(timeout).map_err(|e| WriteError::Failed(stream_lost(&e)))?;
+            self.write_timeout = timeout;
+        }
+        while !bytes.is_empty() {
+            match self.stream.write(bytes) {
+                Ok(0) => return Err(WriteError::Failed(Error::StreamLostError("write returned 0".into()))),
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    self.last_write = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    self.mid_write = true;
+                    return Err(WriteError::TimedOut(bytes.len()));
+                }
+                Err(e) => return Err(WriteError::Failed(stream_lost(&e))),
+            }
+        }
+        self.mid_write = false;
+        Ok(())
+    }
+}
+
+/// A connected stream.
+pub(crate) struct Transport {
+    io: Arc<Mutex<Io>>,
+    keeper: Option<Keeper>,
     /// The peer address, for messages.
     pub(crate) peer: String,
+}
+
+fn lock(io: &Mutex<Io>) -> MutexGuard<'_, Io> {
+    // A panic while holding the lock cannot leave the buffer inconsistent
+    // in a way that matters more than the panic itself.
+    io.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Whether an I/O error is a timeout rather than a failure.
@@ -108,29 +181,51 @@ impl Transport {
             None => Stream::Plain(tcp),
             Some(ssl) => tls_wrap(tcp, params, ssl)?,
         };
-        Ok(Transport {
+        let now = Instant::now();
+        let io = Io {
             stream,
             buf: vec![0; READ_BUFFER_SIZE],
             start: 0,
             end: 0,
             read_timeout: timeout,
             write_timeout: timeout,
-            peer,
-        })
+            last_read: now,
+            last_write: now,
+            failure: None,
+            mid_write: false,
+        };
+        Ok(Transport { io: Arc::new(Mutex::new(io)), keeper: None, peer })
     }
 
-    /// The bytes read but not yet consumed.
-    pub(crate) fn buffered(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
+    /// Decodes and consumes the next whole frame in the buffer, if any.
+    pub(crate) fn next_frame(&self, decoder: &FrameDecoder) -> Result<Option<Frame>, ProtocolError> {
+        let mut io = lock(&self.io);
+        let decoded = decoder.decode(&io.buf[io.start..io.end])?;
+        Ok(decoded.map(|(frame, used)| {
+            io.start += used;
+            if io.start == io.end {
+                io.start = 0;
+                io.end = 0;
+            }
+            frame
+        }))
     }
 
-    /// Marks `n` buffered bytes as consumed.
-    pub(crate) fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-        }
+    /// A copy of the first `n` buffered bytes (for the handshake's checks).
+    pub(crate) fn peek(&self, n: usize) -> Vec<u8> {
+        let io = lock(&self.io);
+        io.buf[io.start..io.end].iter().take(n).copied().collect()
+    }
+
+    /// Whether a write stopped part-way (so no other frame may be written).
+    pub(crate) fn mid_write(&self) -> bool {
+        lock(&self.io).mid_write
+    }
+
+    /// When bytes last arrived, and when bytes were last written.
+    pub(crate) fn last_io(&self) -> (Instant, Instant) {
+        let io = lock(&self.io);
+        (io.last_read, io.last_write)
     }
 
     /// Reads more bytes, waiting at most `timeout` (`Some(ZERO)` polls
@@ -138,40 +233,37 @@ impl Transport {
     ///
     /// `limit` is the largest frame the decoder accepts; the buffer grows to
     /// hold one, never beyond it.
-    pub(crate) fn fill(&mut self, timeout: Option<Duration>, limit: usize) -> Result<bool> {
-        if self.start > 0 && (self.end == self.buf.len() || self.start > self.buf.len() / 2) {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
+    pub(crate) fn fill(&self, timeout: Option<Duration>, limit: usize) -> Result<bool> {
+        let mut io = lock(&self.io);
+        if let Some(e) = io.failure.take() {
+            return Err(e);
         }
-        if self.end == self.buf.len() {
-            let wanted = (self.buf.len() * 2).min(limit.max(READ_BUFFER_SIZE));
-            if wanted <= self.buf.len() {
+        io.compact();
+        if io.end == io.buf.len() {
+            let wanted = (io.buf.len() * 2).min(limit.max(READ_BUFFER_SIZE));
+            if wanted <= io.buf.len() {
                 // The decoder would have refused a frame this large already.
-                return Err(Error::Protocol(crate::protocol::ProtocolError::FrameTooLarge {
-                    size: self.buf.len() as u64,
+                return Err(Error::Protocol(ProtocolError::FrameTooLarge {
+                    size: io.buf.len() as u64,
                     limit: limit as u64,
                 }));
             }
-            self.buf.resize(wanted, 0);
+            io.buf.resize(wanted, 0);
         }
         let nonblocking = timeout == Some(Duration::ZERO);
         if nonblocking {
-            self.stream.tcp().set_nonblocking(true).map_err(|e| stream_lost(&e))?;
-        } else if timeout != self.read_timeout {
-            self.stream.tcp().set_read_timeout(timeout).map_err(|e| stream_lost(&e))?;
-            self.read_timeout = timeout;
+            io.set_nonblocking(true).map_err(|e| stream_lost(&e))?;
+        } else if timeout != io.read_timeout {
+            io.stream.tcp().set_read_timeout(timeout).map_err(|e| stream_lost(&e))?;
+            io.read_timeout = timeout;
         }
-        let result = self.stream.read(&mut self.buf[self.end..]);
+        let result = io.read_some();
         if nonblocking {
-            self.stream.tcp().set_nonblocking(false).map_err(|e| stream_lost(&e))?;
+            io.set_nonblocking(false).map_err(|e| stream_lost(&e))?;
         }
         match result {
             Ok(0) => Err(Error::StreamLostError("Transport indicated EOF".into())),
-            Ok(n) => {
-                self.end += n;
-                Ok(true)
-            }
+            Ok(_) => Ok(true),
             Err(e) if is_timeout(&e) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
             Err(e) => Err(stream_lost(&e)),
@@ -179,27 +271,93 @@ impl Transport {
     }
 
     /// Writes all of `bytes`, each blocking write bounded by `timeout`.
-    /// Returns the error kind of a timed-out write so the caller can decide.
-    pub(crate) fn write_all(&mut self, mut bytes: &[u8], timeout: Option<Duration>) -> Result<(), WriteError> {
-        if timeout != self.write_timeout {
-            self.stream.tcp().set_write_timeout(timeout).map_err(|e| WriteError::Failed(stream_lost(&e)))?;
-            self.write_timeout = timeout;
+    pub(crate) fn write_all(&self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), WriteError> {
+        let mut io = lock(&self.io);
+        if let Some(e) = io.failure.take() {
+            return Err(WriteError::Failed(e));
         }
-        while !bytes.is_empty() {
-            match self.stream.write(bytes) {
-                Ok(0) => return Err(WriteError::Failed(Error::StreamLostError("write returned 0".into()))),
-                Ok(n) => bytes = &bytes[n..],
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => return Err(WriteError::TimedOut(bytes.len())),
-                Err(e) => return Err(WriteError::Failed(stream_lost(&e))),
-            }
-        }
-        Ok(())
+        io.write_all(bytes, timeout)
     }
 
-    /// Closes both directions; errors are irrelevant at this point.
+    /// Starts the heartbeat keeper: a thread that, whenever the user's
+    /// thread is not itself doing I/O, sends a heartbeat after `interval / 2`
+    /// of silence and reads what the broker sent into the buffer (so that
+    /// its heartbeats count as traffic). It never decodes or dispatches.
+    pub(crate) fn start_keeper(&mut self, interval: Duration) {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let io = self.io.clone();
+        let stop2 = stop.clone();
+        let tick = (interval / 4).max(Duration::from_millis(50));
+        let thread = std::thread::Builder::new()
+            .name("pikars-heartbeat-keeper".into())
+            .spawn(move || keeper_loop(&io, &stop2, interval, tick))
+            .map_err(|e| log::warn!("heartbeat keeper not started: {e}"))
+            .ok();
+        self.keeper = Some(Keeper { stop, thread });
+    }
+
+    /// Stops the keeper and closes both directions of the socket.
     pub(crate) fn shutdown(&mut self) {
-        let _ = self.stream.tcp().shutdown(Shutdown::Both);
+        self.stop_keeper();
+        let _ = lock(&self.io).stream.tcp().shutdown(Shutdown::Both);
+    }
+
+    fn stop_keeper(&mut self) {
+        if let Some(mut k) = self.keeper.take() {
+            *k.stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            k.stop.1.notify_all();
+            if let Some(t) = k.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        self.stop_keeper();
+    }
+}
+
+struct Keeper {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn keeper_loop(io: &Mutex<Io>, stop: &(Mutex<bool>, Condvar), interval: Duration, tick: Duration) {
+    let mut stopped = stop.0.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        stopped = stop.1.wait_timeout(stopped, tick).unwrap_or_else(|p| p.into_inner()).0;
+        if *stopped {
+            return;
+        }
+        // The user's thread holds the lock while it does I/O itself; then
+        // there is nothing to keep.
+        let Ok(mut io) = io.try_lock() else { continue };
+        if io.failure.is_some() {
+            return;
+        }
+        if !io.mid_write && io.last_write.elapsed() >= interval / 2 {
+            log::trace!("heartbeat keeper: sending heartbeat");
+            if let Err(WriteError::Failed(e)) = io.write_all(&HEARTBEAT_FRAME, Some(tick)) {
+                io.failure = Some(e);
+                return;
+            }
+        }
+        if io.end < io.buf.len() {
+            io.compact();
+            if io.set_nonblocking(true).is_ok() {
+                let r = io.read_some();
+                let _ = io.set_nonblocking(false);
+                match r {
+                    Ok(0) => io.failure = Some(Error::StreamLostError("Transport indicated EOF".into())),
+                    Err(e) if !is_timeout(&e) && e.kind() != io::ErrorKind::Interrupted => {
+                        io.failure = Some(stream_lost(&e))
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 }
 
