@@ -310,7 +310,7 @@ impl BlockingChannel {
         self.with(|s, n, id| {
             s.check_channel(n, id)?;
             s.queue_method(n, method.into())?;
-            s.flush()
+            s.flush_async()
         })
     }
 
@@ -796,16 +796,10 @@ impl BlockingChannel {
         })?;
         let Some(seq) = seq else { return Ok(()) };
         let outcomes = self.with(|s, n, id| s.wait_confirms(n, id, Some(seq), None))?.unwrap_or_default();
-        for (s, outcome) in outcomes {
-            let result = outcome_result(outcome);
-            if s == seq {
-                return result;
-            }
-            if let Err(e) = result {
-                log::warn!("confirm for earlier publish {s} was an error: {e}");
-            }
+        match outcomes.into_iter().next() {
+            Some((_, outcome)) => outcome_result(outcome),
+            None => Err(Error::ChannelWrongStateError("Channel is closed.".into())),
         }
-        Ok(())
     }
 
     /// pika's `confirm_delivery()`: puts the channel in confirm mode, so

@@ -167,11 +167,20 @@ pub(crate) fn dispatch(shared: &Rc<Shared>) -> Result<usize> {
             run_guarded(shared, || cb(&conn))?;
         }
         let ready = shared.session.borrow().events.len();
-        for _ in 0..ready {
-            let Some(event) = shared.session.borrow_mut().events.pop_front() else { break };
-            count += 1;
-            dispatch_event(shared, &conn, event)?;
-        }
+        shared.session.borrow_mut().batching = true;
+        let batch = (|| {
+            for _ in 0..ready {
+                let Some(event) = shared.session.borrow_mut().events.pop_front() else { break };
+                count += 1;
+                dispatch_event(shared, &conn, event)?;
+            }
+            Ok(())
+        })();
+        let mut session = shared.session.borrow_mut();
+        session.batching = false;
+        // Whatever the callbacks sent goes out in one write, even if one failed.
+        let flushed = if session.is_closed() { Ok(()) } else { session.flush() };
+        batch.and(flushed)?;
         Ok(count)
     })();
     result

@@ -60,6 +60,7 @@ pub mod protocol;
 mod pyrepr;
 mod session;
 mod transport;
+mod url;
 
 pub use channel::{
     BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BlockingChannel, Consume, ConsumeOptions,
@@ -77,3 +78,4 @@ pub use protocol::{
     PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE,
 };
 pub use pyrepr::{py_bytes, PyBytes};
+pub use url::UrlParameters;

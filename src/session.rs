@@ -2,7 +2,7 @@
 //! content assembly, confirms, heartbeats and the queue of events to
 //! dispatch. Everything takes `&mut self`; nothing here calls user code.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::error::{reply_code, Error, Result, ReturnedMessage};
@@ -67,8 +67,12 @@ enum ChanState {
 #[derive(Debug, Default)]
 struct Confirms {
     next_seq: u64,
-    /// Unresolved publishes: whether mandatory, and a return seen for it.
-    pending: BTreeMap<u64, (bool, Option<ReturnedMessage>)>,
+    /// Unresolved publishes (sequence numbers).
+    pending: BTreeSet<u64>,
+    /// A `basic.return` waiting for the ack or nack that follows it.
+    /// RabbitMQ confirms an unroutable message as soon as it returns it, so
+    /// the next confirm's delivery tag is the returned message's number.
+    returned: Option<ReturnedMessage>,
     outcomes: BTreeMap<u64, Outcome>,
 }
 
@@ -139,6 +143,10 @@ pub(crate) struct Session {
     blocked_timeout: Option<f64>,
     /// `connection.update-secret-ok` or `close-ok` received.
     conn_reply: Option<Method>,
+    /// Set while callbacks run for deliveries already received: acks and
+    /// publishes they make are written together when the batch ends (or
+    /// before anything waits), one write instead of one per call.
+    pub(crate) batching: bool,
     pub(crate) params: ConnectionParameters,
 }
 
@@ -207,6 +215,7 @@ impl Session {
             blocked_since: None,
             blocked_timeout: params.blocked_connection_timeout,
             conn_reply: None,
+            batching: false,
             params: ConnectionParameters::default(),
         };
         s.handshake(&mut params, deadline)?;
@@ -411,7 +420,7 @@ impl Session {
                     g.ended = true;
                 }
                 if let Some(c) = &mut ch.confirms {
-                    for (seq, _) in std::mem::take(&mut c.pending) {
+                    for seq in std::mem::take(&mut c.pending) {
                         c.outcomes.insert(seq, Outcome::Failed(reason.clone()));
                     }
                 }
@@ -444,6 +453,16 @@ impl Session {
     pub(crate) fn queue_method(&mut self, channel: u16, method: Method) -> Result<()> {
         Frame::Method { channel, method }.encode(&mut self.out, self.tuned.frame_max)?;
         Ok(())
+    }
+
+    /// Writes the output buffer now, or at the end of the current dispatch
+    /// batch: for frames no reply is awaited for (acks, plain publishes).
+    pub(crate) fn flush_async(&mut self) -> Result<()> {
+        if self.batching {
+            Ok(())
+        } else {
+            self.flush()
+        }
     }
 
     /// Writes the output buffer. While the broker does not read (a resource
@@ -682,10 +701,8 @@ impl Session {
             Method::BasicReturn(ret) => {
                 let returned = ReturnedMessage { method: ret, properties, body };
                 if let Some(c) = &mut ch.confirms {
-                    // Returns come in publish order, each before its ack:
-                    // it belongs to the oldest mandatory publish not returned yet.
-                    if let Some((_, slot)) = c.pending.iter_mut().find(|(_, (m, r))| *m && r.is_none()) {
-                        slot.1 = Some(returned.clone());
+                    if c.returned.replace(returned.clone()).is_some() {
+                        log::warn!("channel {number}: two basic.return without a confirm between them");
                     }
                 }
                 let id = ch.id;
@@ -712,15 +729,17 @@ impl Session {
                 reply_code::COMMAND_INVALID,
             ));
         };
-        let seqs: Vec<u64> = if multiple { c.pending.range(..=tag).map(|(s, _)| *s).collect() } else { vec![tag] };
-        if !multiple && !c.pending.contains_key(&tag) || multiple && tag >= c.next_seq {
+        let seqs: Vec<u64> = if multiple { c.pending.range(..=tag).copied().collect() } else { vec![tag] };
+        if !multiple && !c.pending.contains(&tag) || multiple && tag >= c.next_seq {
             return Err(self.protocol_failure(
                 ProtocolError::UnexpectedFrame("confirm for a delivery tag never published"),
                 reply_code::PRECONDITION_FAILED,
             ));
         }
+        let mut returned = c.returned.take();
         for seq in seqs {
-            if let Some((_, returned)) = c.pending.remove(&seq) {
+            if c.pending.remove(&seq) {
+                let returned = if seq == tag { returned.take() } else { None };
                 let outcome = match (ack, returned) {
                     (true, None) => Outcome::Acked,
                     (true, Some(r)) => Outcome::Returned(r),
@@ -799,6 +818,8 @@ impl Session {
     ) -> Result<bool> {
         let mut polled = false;
         loop {
+            // Deferred acks and publishes go out before anything blocks.
+            self.flush()?;
             if ready(self)? {
                 return Ok(true);
             }
@@ -916,7 +937,7 @@ impl Session {
             }
             let failure = reason.unwrap_or_else(closed_channel);
             if let Some(c) = &mut ch.confirms {
-                for (seq, _) in std::mem::take(&mut c.pending) {
+                for seq in std::mem::take(&mut c.pending) {
                     c.outcomes.insert(seq, Outcome::Failed(failure.clone()));
                 }
             }
@@ -1075,7 +1096,7 @@ impl Session {
             Some(c) => {
                 c.next_seq += 1;
                 let seq = c.next_seq - 1;
-                c.pending.insert(seq, (mandatory, None));
+                c.pending.insert(seq);
                 Some(seq)
             }
             None => None,
@@ -1089,7 +1110,11 @@ impl Session {
             }
             return Err(e.into());
         }
-        self.flush()?;
+        if seq.is_some() {
+            self.flush()?;
+        } else {
+            self.flush_async()?;
+        }
         Ok(seq)
     }
 
@@ -1117,7 +1142,7 @@ impl Session {
             let Some(ch) = s.channels.get(&number).filter(|c| c.id == id) else { return Err(closed_channel()) };
             let Some(c) = &ch.confirms else { return Ok(true) };
             Ok(match upto {
-                Some(seq) => c.pending.range(..=seq).next().is_none(),
+                Some(seq) => !c.pending.contains(&seq),
                 None => c.pending.is_empty(),
             })
         });
@@ -1135,14 +1160,12 @@ impl Session {
         }
         let ch = self.channels.get_mut(&number).filter(|c| c.id == id).ok_or_else(closed_channel)?;
         let Some(c) = &mut ch.confirms else { return Ok(Some(Vec::new())) };
-        let taken = match upto {
-            Some(seq) => {
-                let rest = c.outcomes.split_off(&(seq + 1));
-                std::mem::replace(&mut c.outcomes, rest)
-            }
-            None => std::mem::take(&mut c.outcomes),
-        };
-        Ok(Some(taken.into_iter().collect()))
+        Ok(Some(match upto {
+            // Only this publish's outcome: earlier pipelined ones stay for
+            // wait_for_confirms / take_confirms.
+            Some(seq) => c.outcomes.remove(&seq).map(|o| vec![(seq, o)]).unwrap_or_default(),
+            None => std::mem::take(&mut c.outcomes).into_iter().collect(),
+        }))
     }
 
     /// Reads what has arrived (without blocking) and takes the outcomes
