@@ -484,21 +484,22 @@ impl BlockingConnection {
     pub fn close_with(&self, reply_code: u16, reply_text: &str) -> Result<()> {
         self.shared.session.borrow_mut().check_open()?;
         let deadline = Instant::now() + CLOSE_TIMEOUT;
+        // Every wait of the close (channels, consumers, close-ok) and every
+        // write is bounded by one deadline, even if the broker blocks us.
+        self.shared.session.borrow_mut().op_deadline = Some(deadline);
         let channels = self.shared.session.borrow().channel_numbers();
         for (number, id) in channels {
             let ch = BlockingChannel::handle(self.shared.clone(), number, id);
             if let Err(e) = ch.close() {
                 log::warn!("closing channel {number} failed: {e}");
             }
-            if Instant::now() >= deadline {
-                break;
-            }
         }
-        let result = self.shared.session.borrow_mut().close(
-            reply_code,
-            reply_text,
-            deadline.max(Instant::now() + Duration::from_secs(1)),
-        );
+        let result = {
+            let mut session = self.shared.session.borrow_mut();
+            let r = if session.is_open() { session.close(reply_code, reply_text, deadline) } else { Ok(()) };
+            session.op_deadline = None;
+            r
+        };
         self.shared.clear_callbacks();
         result
     }

@@ -147,6 +147,8 @@ pub(crate) struct Session {
     /// publishes they make are written together when the batch ends (or
     /// before anything waits), one write instead of one per call.
     pub(crate) batching: bool,
+    /// Bounds every wait and write while set (used by `close`).
+    pub(crate) op_deadline: Option<Instant>,
     pub(crate) params: ConnectionParameters,
 }
 
@@ -216,6 +218,7 @@ impl Session {
             blocked_timeout: params.blocked_connection_timeout,
             conn_reply: None,
             batching: false,
+            op_deadline: None,
             params: ConnectionParameters::default(),
         };
         s.handshake(&mut params, deadline)?;
@@ -230,7 +233,7 @@ impl Session {
     fn handshake(&mut self, params: &mut ConnectionParameters, deadline: Option<Instant>) -> Result<()> {
         let socket_timeout = params.socket_timeout.map(secs);
         self.out.extend_from_slice(PROTOCOL_HEADER);
-        self.flush_handshake(socket_timeout, deadline)?;
+        self.flush_handshake(Phase::Protocol, socket_timeout, deadline)?;
 
         let start = match self.handshake_method(Phase::Protocol, socket_timeout, deadline)? {
             Method::ConnectionStart(s) => s,
@@ -260,7 +263,7 @@ impl Session {
         Frame::Method { channel: 0, method: start_ok.into() }.encode(&mut self.out, FRAME_MIN_SIZE).map_err(|e| {
             Error::InvalidArgument(format!("connection.start-ok does not fit in 4096 bytes (client_properties?): {e}"))
         })?;
-        self.flush_handshake(socket_timeout, deadline)?;
+        self.flush_handshake(Phase::Start, socket_timeout, deadline)?;
 
         let tune = match self.handshake_method(Phase::Start, socket_timeout, deadline)? {
             Method::ConnectionTune(t) => t,
@@ -284,7 +287,7 @@ impl Session {
         self.decoder.set_frame_max(frame_max);
         let open = ConnectionOpen { virtual_host: params.virtual_host.clone(), ..Default::default() };
         self.queue_method(0, open.into())?;
-        self.flush_handshake(socket_timeout, deadline)?;
+        self.flush_handshake(Phase::Open, socket_timeout, deadline)?;
 
         match self.handshake_method(Phase::Open, socket_timeout, deadline)? {
             Method::ConnectionOpenOk(_) => {}
@@ -295,15 +298,17 @@ impl Session {
         Ok(())
     }
 
-    fn flush_handshake(&mut self, timeout: Option<Duration>, deadline: Option<Instant>) -> Result<()> {
+    /// Writes the handshake frames; a lost stream maps like a failed read
+    /// in the same phase.
+    fn flush_handshake(&mut self, phase: Phase, timeout: Option<Duration>, deadline: Option<Instant>) -> Result<()> {
         let timeout = bound(timeout, deadline);
         let out = std::mem::take(&mut self.out);
-        let r = self.t.write_all(&out, timeout);
+        let r = self.t.write_all(&out, timeout, None);
         self.out = out;
         self.out.clear();
         r.map_err(|e| match e {
             WriteError::TimedOut(_) => Error::AMQPConnectorStackTimeout("timed out writing the handshake".into()),
-            WriteError::Failed(e) => e,
+            WriteError::Failed(e) => handshake_lost(phase, e),
         })
     }
 
@@ -327,7 +332,7 @@ impl Session {
                     Frame::Heartbeat => continue,
                     Frame::Method { channel: 0, method: Method::ConnectionClose(close) } => {
                         let _ = self.queue_method(0, ConnectionCloseOk {}.into());
-                        let _ = self.flush_handshake(socket_timeout, deadline);
+                        let _ = self.flush_handshake(phase, socket_timeout, deadline);
                         self.t.shutdown();
                         return Err(handshake_close(phase, close));
                     }
@@ -340,11 +345,13 @@ impl Session {
                     }
                 },
                 Ok(None) => {}
-                Err(_) if phase == Phase::Protocol && self.t.peek(1) == b"A" => {
-                    // Possibly the start of an "AMQP" header: read more.
-                    if self.t.peek(8).len() >= 8 {
-                        return Err(Error::IncompatibleProtocolError("unexpected reply to protocol header".into()));
-                    }
+                // Possibly the start of an "AMQP" header: read more.
+                Err(_) if phase == Phase::Protocol && self.t.peek(1) == b"A" && self.t.peek(8).len() < 8 => {}
+                // Whatever answered the protocol header does not speak AMQP 0-9-1.
+                Err(e) if phase == Phase::Protocol => {
+                    return Err(Error::IncompatibleProtocolError(format!(
+                        "unexpected reply to the protocol header: {e}"
+                    )))
                 }
                 Err(e) => return Err(Error::Protocol(e)),
             }
@@ -407,8 +414,19 @@ impl Session {
         }
     }
 
-    /// Marks the connection closed (and every channel with it) and shuts the socket.
+    /// Marks the connection closed (and every channel with it), shuts the
+    /// socket, and returns the reason for the caller to raise: later calls
+    /// get a wrong-state error.
     fn fail(&mut self, reason: Error) -> Error {
+        self.close_unreported(reason.clone());
+        if let ConnState::Closed { reported, .. } = &mut self.state {
+            *reported = true;
+        }
+        reason
+    }
+
+    /// Marks the connection closed; the next call raises `reason`.
+    fn close_unreported(&mut self, reason: Error) {
         if !matches!(self.state, ConnState::Closed { .. }) {
             log::debug!("connection to {} closed: {reason}", self.t.peer);
             self.state = ConnState::Closed { reason: reason.clone(), reported: false };
@@ -426,7 +444,6 @@ impl Session {
                 }
             }
         }
-        reason
     }
 
     /// Ends the connection because the peer broke the protocol: tells the
@@ -437,7 +454,7 @@ impl Session {
         let close = ConnectionClose { reply_code: code, reply_text: e.to_string(), class_id: 0, method_id: 0 };
         // Not in the middle of another frame: that would garble the close.
         if self.queue_method(0, close.into()).is_ok() && !self.t.mid_write() {
-            let _ = self.t.write_all(&self.out, Some(Duration::from_millis(100)));
+            let _ = self.t.write_all(&self.out, Some(Duration::from_millis(100)), None);
         }
         self.out.clear();
         self.fail(Error::Protocol(e))
@@ -475,7 +492,14 @@ impl Session {
         let out = std::mem::take(&mut self.out);
         let mut done = 0;
         let result = loop {
-            match self.t.write_all(&out[done..], Some(WRITE_SLICE)) {
+            // Each slice ends by the next deadline the session keeps
+            // (heartbeat, blocked timeout, close), so none is checked late.
+            let mut slice_end = Instant::now() + WRITE_SLICE;
+            for d in [self.next_deadline(), self.op_deadline].into_iter().flatten() {
+                slice_end = slice_end.min(d.max(Instant::now() + Duration::from_millis(1)));
+            }
+            let timeout = slice_end.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            match self.t.write_all(&out[done..], Some(timeout), Some(slice_end)) {
                 Ok(()) => break Ok(()),
                 Err(WriteError::Failed(e)) => break Err(self.fail(e)),
                 Err(WriteError::TimedOut(left)) => {
@@ -487,6 +511,11 @@ impl Session {
                     }
                     if let Err(e) = self.check_deadlines(Instant::now(), false) {
                         break Err(e);
+                    }
+                    if self.op_deadline.is_some_and(|d| Instant::now() >= d) {
+                        break Err(
+                            self.fail(Error::StreamLostError("write timed out: the broker is not reading".into()))
+                        );
                     }
                 }
             }
@@ -509,20 +538,39 @@ impl Session {
         match self.t.fill(timeout, self.decoder_limit()) {
             Ok(true) => {}
             Ok(false) => return Ok(()),
-            Err(Error::Protocol(e)) => return Err(self.protocol_failure(e, reply_code::FRAME_ERROR)),
+            Err(Error::Protocol(e)) => return Err(self.decode_failure(e)),
             Err(e) => return Err(self.fail(e)),
         }
         loop {
             let frame = match self.t.next_frame(&self.decoder) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Ok(()),
-                Err(e) => return Err(self.protocol_failure(e, reply_code::FRAME_ERROR)),
+                Err(e) => return Err(self.decode_failure(e)),
             };
             log::trace!("received {frame:?}");
             self.handle_frame(frame)?;
             if self.is_closed() {
                 return Ok(());
             }
+        }
+    }
+
+    /// Ends the connection for bytes that are not a valid frame.
+    fn decode_failure(&mut self, e: ProtocolError) -> Error {
+        match e {
+            // Framing is lost: nothing more may be sent (spec 4.2.3).
+            ProtocolError::BadFrameEnd(_) => {
+                log::warn!("protocol error from {}: {e}", self.t.peer);
+                self.fail(Error::Protocol(e))
+            }
+            // Content on channel 0 is a channel error (504); a heartbeat on
+            // another channel is an unexpected frame (505), as RabbitMQ says.
+            ProtocolError::BadChannel { frame_type: crate::protocol::FRAME_HEARTBEAT, .. } => {
+                self.protocol_failure(e, reply_code::UNEXPECTED_FRAME)
+            }
+            ProtocolError::BadChannel { .. } => self.protocol_failure(e, reply_code::CHANNEL_ERROR),
+            ProtocolError::UnexpectedFrame(_) => self.protocol_failure(e, reply_code::UNEXPECTED_FRAME),
+            _ => self.protocol_failure(e, reply_code::FRAME_ERROR),
         }
     }
 
@@ -539,7 +587,7 @@ impl Session {
             (_, Method::ConnectionClose(close)) => {
                 self.queue_method(0, ConnectionCloseOk {}.into())?;
                 if !self.t.mid_write() {
-                    let _ = self.t.write_all(&self.out, Some(Duration::from_millis(500)));
+                    let _ = self.t.write_all(&self.out, Some(Duration::from_millis(500)), None);
                 }
                 self.out.clear();
                 let reason = match self.state {
@@ -549,7 +597,7 @@ impl Session {
                     }
                     _ => Error::ConnectionClosedByBroker { reply_code: close.reply_code, reply_text: close.reply_text },
                 };
-                self.fail(reason);
+                self.close_unreported(reason);
                 Ok(())
             }
             (ConnState::Closing, Method::ConnectionCloseOk(m)) => {
@@ -733,7 +781,7 @@ impl Session {
         if !multiple && !c.pending.contains(&tag) || multiple && tag >= c.next_seq {
             return Err(self.protocol_failure(
                 ProtocolError::UnexpectedFrame("confirm for a delivery tag never published"),
-                reply_code::PRECONDITION_FAILED,
+                reply_code::COMMAND_INVALID,
             ));
         }
         let mut returned = c.returned.take();
@@ -830,6 +878,13 @@ impl Session {
             }
             let now = Instant::now();
             self.check_deadlines(now, true)?;
+            if self.op_deadline.is_some_and(|d| now >= d) {
+                return Err(Error::Timeout("the operation's deadline passed".into()));
+            }
+            let deadline = match (deadline, self.op_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if deadline.is_some_and(|d| now >= d) {
                 if polled {
                     return Ok(false);
@@ -893,7 +948,12 @@ impl Session {
     /// The channel, if open. Reports a broker close once, then "Channel is closed.".
     fn channel_mut(&mut self, number: u16, id: u64) -> Result<&mut Channel> {
         if !self.is_open() {
-            self.check_open()?;
+            // The close reason once; after that, as in pika, the channel is
+            // simply closed.
+            return Err(match self.check_open() {
+                Err(Error::ConnectionWrongStateError(_)) | Ok(()) => closed_channel(),
+                Err(reason) => reason,
+            });
         }
         let ch = self.channel_any(number, id)?;
         match ch.state {
@@ -1214,16 +1274,12 @@ impl Session {
         self.state = ConnState::Closing;
         self.conn_reply = None;
         let result = self.flush().and_then(|_| self.wait_conn_reply(Some(deadline)));
-        let reason = Error::ConnectionClosedByClient { reply_code: code, reply_text: text.into() };
-        self.fail(reason);
         // Whoever asks later is told the connection is closed, not why.
-        if let ConnState::Closed { reported, .. } = &mut self.state {
-            *reported = true;
-        }
+        self.fail(Error::ConnectionClosedByClient { reply_code: code, reply_text: text.into() });
         match result {
             Ok(Some(_)) => Ok(()),
-            Ok(None) => {
-                log::warn!("no connection.close-ok within {:?}; socket closed anyway", CLOSE_TIMEOUT);
+            Ok(None) | Err(Error::Timeout(_)) => {
+                log::warn!("no connection.close-ok within {CLOSE_TIMEOUT:?}; socket closed anyway");
                 Ok(())
             }
             Err(Error::ConnectionClosedByClient { .. }) => Ok(()),

@@ -90,7 +90,15 @@ impl Io {
         Ok(n)
     }
 
-    fn write_all(&mut self, mut bytes: &[u8], timeout: Option<Duration>) -> Result<(), WriteError> {
+    /// Writes all of `bytes`; each write call waits at most `timeout`, and
+    /// the whole stops (as timed out) once `deadline` passes with bytes left,
+    /// even while a slow peer keeps taking a few bytes at a time.
+    fn write_all(
+        &mut self,
+        mut bytes: &[u8],
+        timeout: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Result<(), WriteError> {
         if timeout != self.write_timeout {
             self.stream.tcp().set_write_timeout(timeout).map_err(|e| WriteError::Failed(stream_lost(&e)))?;
             self.write_timeout = timeout;
@@ -101,6 +109,10 @@ impl Io {
                 Ok(n) => {
                     bytes = &bytes[n..];
                     self.last_write = Instant::now();
+                    if !bytes.is_empty() && deadline.is_some_and(|d| self.last_write >= d) {
+                        self.mid_write = true;
+                        return Err(WriteError::TimedOut(bytes.len()));
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => {
@@ -270,13 +282,19 @@ impl Transport {
         }
     }
 
-    /// Writes all of `bytes`, each blocking write bounded by `timeout`.
-    pub(crate) fn write_all(&self, bytes: &[u8], timeout: Option<Duration>) -> Result<(), WriteError> {
+    /// Writes all of `bytes`, each blocking write bounded by `timeout`, the
+    /// whole by `deadline` (see `Io::write_all`).
+    pub(crate) fn write_all(
+        &self,
+        bytes: &[u8],
+        timeout: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Result<(), WriteError> {
         let mut io = lock(&self.io);
         if let Some(e) = io.failure.take() {
             return Err(WriteError::Failed(e));
         }
-        io.write_all(bytes, timeout)
+        io.write_all(bytes, timeout, deadline)
     }
 
     /// Starts the heartbeat keeper: a thread that, whenever the user's
@@ -339,7 +357,7 @@ fn keeper_loop(io: &Mutex<Io>, stop: &(Mutex<bool>, Condvar), interval: Duration
         }
         if !io.mid_write && io.last_write.elapsed() >= interval / 2 {
             log::trace!("heartbeat keeper: sending heartbeat");
-            if let Err(WriteError::Failed(e)) = io.write_all(&HEARTBEAT_FRAME, Some(tick)) {
+            if let Err(WriteError::Failed(e)) = io.write_all(&HEARTBEAT_FRAME, Some(tick), None) {
                 io.failure = Some(e);
                 return;
             }
