@@ -2,7 +2,9 @@
 //! runs user callbacks.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::fxhash::FxHashMap;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,9 +40,9 @@ const THREADSAFE_POLL: Duration = Duration::from_millis(10);
 /// ever held while one runs. A slot is `None` while its callback runs.
 #[derive(Default)]
 pub(crate) struct Callbacks {
-    pub(crate) consumers: HashMap<u64, HashMap<String, Option<ConsumerCallback>>>,
-    pub(crate) returns: HashMap<u64, Vec<Option<ReturnCallback>>>,
-    pub(crate) cancels: HashMap<u64, Vec<Option<CancelCallback>>>,
+    pub(crate) consumers: FxHashMap<u64, FxHashMap<String, Option<ConsumerCallback>>>,
+    pub(crate) returns: FxHashMap<u64, Vec<Option<ReturnCallback>>>,
+    pub(crate) cancels: FxHashMap<u64, Vec<Option<CancelCallback>>>,
     blocked: Vec<Option<BlockedCallback>>,
     unblocked: Vec<Option<UnblockedCallback>>,
     timers: BTreeMap<u64, (Instant, TimerCallback)>,

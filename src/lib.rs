@@ -55,6 +55,7 @@
 mod channel;
 mod connection;
 mod error;
+mod fxhash;
 mod params;
 pub mod protocol;
 mod pyrepr;

@@ -2,7 +2,9 @@
 //! content assembly, confirms, heartbeats and the queue of events to
 //! dispatch. Everything takes `&mut self`; nothing here calls user code.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::fxhash::FxHashMap;
 use std::time::{Duration, Instant};
 
 use crate::error::{reply_code, Error, Result, ReturnedMessage};
@@ -114,7 +116,7 @@ struct Channel {
     assembler: ContentAssembler,
     expect: &'static [(u16, u16)],
     reply: Option<Reply>,
-    consumers: HashMap<String, ConsumerInfo>,
+    consumers: FxHashMap<String, ConsumerInfo>,
     generator: Option<Generator>,
     confirms: Option<Confirms>,
     /// Auto-ack deliveries that arrived for a consumer being cancelled.
@@ -136,7 +138,7 @@ pub(crate) struct Session {
     out: Vec<u8>,
     state: ConnState,
     pub(crate) tuned: Tuned,
-    channels: HashMap<u16, Channel>,
+    channels: FxHashMap<u16, Channel>,
     next_id: u64,
     pub(crate) events: VecDeque<Event>,
     blocked_since: Option<Instant>,
@@ -211,7 +213,7 @@ impl Session {
                 heartbeat: 0,
                 server_properties: FieldTable::new(),
             },
-            channels: HashMap::new(),
+            channels: FxHashMap::default(),
             next_id: 1,
             events: VecDeque::new(),
             blocked_since: None,
@@ -1034,7 +1036,7 @@ impl Session {
                 assembler: ContentAssembler::default(),
                 expect: expect::CHANNEL_OPEN_OK,
                 reply: None,
-                consumers: HashMap::new(),
+                consumers: FxHashMap::default(),
                 generator: None,
                 confirms: None,
                 cancelled_messages: Vec::new(),
@@ -1088,7 +1090,7 @@ impl Session {
 
     // ----- consumers ----------------------------------------------------
 
-    pub(crate) fn consumers(&mut self, number: u16, id: u64) -> Result<&mut HashMap<String, ConsumerInfo>> {
+    pub(crate) fn consumers(&mut self, number: u16, id: u64) -> Result<&mut FxHashMap<String, ConsumerInfo>> {
         Ok(&mut self.channel_any(number, id)?.consumers)
     }
 
