@@ -820,6 +820,59 @@ impl BlockingConnection {
         self.capability("publisher_confirms")
     }
 
+    /// pika's alias `basic_nack` of [`BlockingConnection::basic_nack_supported`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// assert_eq!(connection.basic_nack(), connection.basic_nack_supported());
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn basic_nack(&self) -> bool {
+        self.basic_nack_supported()
+    }
+
+    /// pika's alias `consumer_cancel_notify` of [`BlockingConnection::consumer_cancel_notify_supported`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// assert!(connection.consumer_cancel_notify());
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn consumer_cancel_notify(&self) -> bool {
+        self.consumer_cancel_notify_supported()
+    }
+
+    /// pika's alias `exchange_exchange_bindings` of
+    /// [`BlockingConnection::exchange_exchange_bindings_supported`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// assert!(connection.exchange_exchange_bindings());
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn exchange_exchange_bindings(&self) -> bool {
+        self.exchange_exchange_bindings_supported()
+    }
+
+    /// pika's alias `publisher_confirms` of [`BlockingConnection::publisher_confirms_supported`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// assert!(connection.publisher_confirms());
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn publisher_confirms(&self) -> bool {
+        self.publisher_confirms_supported()
+    }
+
     /// The server's properties from `connection.start` (pika keeps these
     /// private as `conn._impl.server_properties`).
     ///

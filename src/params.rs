@@ -205,6 +205,9 @@ impl fmt::Debug for SslOptions {
 /// assert_eq!(params.heartbeat, Some(600));
 /// assert_eq!(params.frame_max, 131_072);
 /// ```
+// `heartbeat_callback` compares by address: equal parameters built from the
+// same function compare equal, which is what `==` on parameters is for.
+#[allow(unpredictable_function_pointer_comparisons)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionParameters {
     /// Broker host name or address. Default `"localhost"`.
@@ -222,6 +225,10 @@ pub struct ConnectionParameters {
     /// Heartbeat timeout in seconds: `None` takes the broker's proposal, a
     /// number always wins (0 disables heartbeats). Default `None`.
     pub heartbeat: Option<u16>,
+    /// pika's callable form of `heartbeat`: called during tuning with the
+    /// broker's proposal, returns the timeout to use (0 disables). Takes
+    /// precedence over `heartbeat` when set. Default `None`.
+    pub heartbeat_callback: Option<fn(u16) -> u16>,
     /// TLS settings; `None` is plain TCP. Default `None`.
     pub ssl_options: Option<SslOptions>,
     /// How many times to try the whole list of hosts (>= 1). Default 1.
@@ -267,6 +274,7 @@ impl Default for ConnectionParameters {
             channel_max: Self::DEFAULT_CHANNEL_MAX,
             frame_max: Self::DEFAULT_FRAME_MAX,
             heartbeat: None,
+            heartbeat_callback: None,
             ssl_options: None,
             connection_attempts: Self::DEFAULT_CONNECTION_ATTEMPTS,
             retry_delay: Self::DEFAULT_RETRY_DELAY,
@@ -373,6 +381,22 @@ impl ConnectionParameters {
     #[must_use]
     pub fn heartbeat(mut self, heartbeat: u16) -> Self {
         self.heartbeat = Some(heartbeat);
+        self
+    }
+
+    /// Sets `heartbeat_callback`, pika's `heartbeat=callable`: it gets the
+    /// broker's proposed timeout and returns the one to use.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// // pika: heartbeat=lambda connection, server_value: max(server_value, 30)
+    /// let p = pikars::ConnectionParameters::new("h").heartbeat_callback(|server| server.max(30));
+    /// assert_eq!((p.heartbeat_callback.unwrap())(60), 60);
+    /// ```
+    #[must_use]
+    pub fn heartbeat_callback(mut self, callback: fn(u16) -> u16) -> Self {
+        self.heartbeat_callback = Some(callback);
         self
     }
 

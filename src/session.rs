@@ -279,7 +279,12 @@ impl Session {
             n => n.min(u16::MAX.into()) as u16,
         };
         let frame_max = negotiate_frame_max(params.frame_max, tune.frame_max);
-        let heartbeat = params.heartbeat.unwrap_or(tune.heartbeat);
+        // pika: the client's value always wins, even above the broker's.
+        let heartbeat = match (params.heartbeat_callback, params.heartbeat) {
+            (Some(callback), _) => callback(tune.heartbeat),
+            (None, Some(value)) => value,
+            (None, None) => tune.heartbeat,
+        };
         self.tuned.channel_max = channel_max;
         self.tuned.frame_max = frame_max;
         self.tuned.heartbeat = heartbeat;

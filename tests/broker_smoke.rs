@@ -60,3 +60,12 @@ fn consumer_callback_acks_and_stops_consuming() {
     assert_eq!(*seen.borrow(), ["m0", "m1", "m2"]);
     assert_eq!(message_count(&conn, &q), 0);
 }
+
+#[test]
+fn heartbeat_callback_chooses_from_the_brokers_proposal() {
+    let conn = connect_with(params("smoke-hb-callback").heartbeat_callback(|server| server / 2));
+    assert_eq!(conn.tuned().2, 30, "RabbitMQ proposes 60");
+    // pika's property aliases answer like the long names.
+    assert!(conn.basic_nack() && conn.consumer_cancel_notify());
+    assert!(conn.exchange_exchange_bindings() && conn.publisher_confirms());
+}
