@@ -420,7 +420,11 @@ fn tls_wrap(tcp: TcpStream, params: &ConnectionParameters, ssl: &crate::params::
     let name = ssl.server_hostname.as_deref().unwrap_or(&params.host);
     let stream = connector.connect(name, tcp).map_err(|e| match e {
         native_tls::HandshakeError::Failure(e) => tls_err("TLS handshake failed", &e),
-        native_tls::HandshakeError::WouldBlock(_) => Error::Tls("TLS handshake timed out".into()),
+        // The socket's timeouts are the stack deadline's remainder (pika:
+        // AMQPConnectorStackTimeout for a TLS phase that runs out of time).
+        native_tls::HandshakeError::WouldBlock(_) => {
+            Error::AMQPConnectorStackTimeout("the broker did not complete the TLS handshake in time".into())
+        }
     })?;
     Ok(Stream::Tls(Box::new(stream)))
 }

@@ -377,8 +377,7 @@ fn a_closed_port_is_an_amqp_connection_error() {
 
 #[test]
 fn an_unresolvable_host_is_an_amqp_connection_error() {
-    let err = BlockingConnection::new(ConnectionParameters::new("pikars-no-such-host.invalid").stack_timeout(10.0))
-        .unwrap_err();
+    let err = BlockingConnection::new(ConnectionParameters::new(unresolvable_host()).stack_timeout(10.0)).unwrap_err();
     assert!(matches!(err, Error::AMQPConnectionError(_)), "{err:?}");
 }
 

@@ -138,3 +138,10 @@ pub fn connection_pid(test: &str) -> Option<String> {
         .find(|l| l.contains(&format!("\"{name}\"")) || l.contains(&format!("<<\"{name}\">>")))
         .and_then(|l| l.split_whitespace().next().map(str::to_string))
 }
+
+/// A host name that fails to resolve without any DNS query leaving the
+/// machine: glibc refuses a label longer than 63 bytes before asking a
+/// resolver (a plain `x.invalid` would be sent to the configured resolver).
+pub fn unresolvable_host() -> String {
+    format!("{}.invalid", "x".repeat(64))
+}
