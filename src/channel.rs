@@ -1287,7 +1287,7 @@ impl BlockingChannel {
     pub fn basic_get(&self, queue: &str, auto_ack: bool) -> Result<Option<GetResult>> {
         match self.rpc(BasicGet { ticket: 0, queue: queue.into(), no_ack: auto_ack }, expect::BASIC_GET_REPLY)? {
             Reply::Content(Content { method: Method::BasicGetOk(ok), properties, body }) => {
-                Ok(Some((ok, properties, body)))
+                Ok(Some((ok, *properties, body)))
             }
             _ => Ok(None),
         }

@@ -36,6 +36,10 @@ type ThreadsafeCallback = Box<dyn FnOnce(&BlockingConnection) -> Result<()> + Se
 /// read, so the read is cut into slices this long.
 const THREADSAFE_POLL: Duration = Duration::from_millis(10);
 
+/// Within a dispatch batch, how long acks and publishes made by callbacks may
+/// wait to share one write.
+const BATCH_FLUSH_INTERVAL: Duration = Duration::from_millis(1);
+
 /// User callbacks, kept apart from the session so that no session borrow is
 /// ever held while one runs. A slot is `None` while its callback runs.
 #[derive(Default)]
@@ -171,8 +175,16 @@ pub(crate) fn dispatch(shared: &Rc<Shared>) -> Result<usize> {
         let ready = shared.session.borrow().events.len();
         shared.session.borrow_mut().batching = true;
         let batch = (|| {
+            let mut last_flush = Instant::now();
             for _ in 0..ready {
                 let Some(event) = shared.session.borrow_mut().events.pop_front() else { break };
+                // Fast callbacks share writes; after a slow one (or 1 ms of
+                // fast ones) what they sent goes out before the next starts,
+                // so an ack is never held back by the callbacks after it.
+                if last_flush.elapsed() >= BATCH_FLUSH_INTERVAL {
+                    shared.session.borrow_mut().flush()?;
+                    last_flush = Instant::now();
+                }
                 count += 1;
                 dispatch_event(shared, &conn, event)?;
             }
@@ -227,7 +239,7 @@ fn dispatch_event(shared: &Rc<Shared>, conn: &BlockingConnection, event: Event) 
         }
         Event::Return { channel, id, returned } => {
             let ch = BlockingChannel::handle(shared.clone(), channel, id);
-            let ReturnedMessage { method, properties, body } = &returned;
+            let ReturnedMessage { method, properties, body } = &*returned;
             run_each(shared, |c| c.returns.get_mut(&id), |cb: &mut ReturnCallback| cb(&ch, method, properties, body))
         }
         Event::Cancel { channel, id, cancel } => {

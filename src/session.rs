@@ -2,7 +2,8 @@
 //! content assembly, confirms, heartbeats and the queue of events to
 //! dispatch. Everything takes `&mut self`; nothing here calls user code.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+use std::hash::Hasher;
 
 use crate::fxhash::FxHashMap;
 use std::time::{Duration, Instant};
@@ -10,10 +11,10 @@ use std::time::{Duration, Instant};
 use crate::error::{reply_code, Error, Result, ReturnedMessage};
 use crate::params::ConnectionParameters;
 use crate::protocol::{
-    encode_publish, negotiate, negotiate_frame_max, BasicCancel, BasicCancelOk, BasicDeliver, BasicProperties,
-    ChannelClose, ChannelCloseOk, ChannelFlowOk, ChannelOpen, ConnectionBlocked, ConnectionClose, ConnectionCloseOk,
-    ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, Content, ContentAssembler, FieldTable, FieldValue, Frame,
-    FrameDecoder, Method, ProtocolError, FRAME_MIN_SIZE, HEARTBEAT_FRAME, PROTOCOL_HEADER,
+    encode_publish, negotiate, negotiate_frame_max, Assembled, BasicCancel, BasicCancelOk, BasicDeliver,
+    BasicProperties, ChannelClose, ChannelCloseOk, ChannelFlowOk, ChannelOpen, ConnectionBlocked, ConnectionClose,
+    ConnectionCloseOk, ConnectionOpen, ConnectionStartOk, ConnectionTuneOk, Content, ContentAssembler, FieldTable,
+    FieldValue, Frame, FrameDecoder, Method, ProtocolError, FRAME_MIN_SIZE, HEARTBEAT_FRAME, PROTOCOL_HEADER,
 };
 use crate::transport::{bound, Transport, WriteError};
 
@@ -26,8 +27,8 @@ pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Something to hand to user code at the next dispatch point.
 #[derive(Debug)]
 pub(crate) enum Event {
-    Deliver { channel: u16, id: u64, deliver: BasicDeliver, properties: BasicProperties, body: Vec<u8> },
-    Return { channel: u16, id: u64, returned: ReturnedMessage },
+    Deliver { channel: u16, id: u64, deliver: BasicDeliver, properties: Box<BasicProperties>, body: Vec<u8> },
+    Return { channel: u16, id: u64, returned: Box<ReturnedMessage> },
     Cancel { channel: u16, id: u64, cancel: BasicCancel },
     Blocked(ConnectionBlocked),
     Unblocked,
@@ -69,12 +70,11 @@ enum ChanState {
 #[derive(Debug, Default)]
 struct Confirms {
     next_seq: u64,
-    /// Unresolved publishes (sequence numbers).
-    pending: BTreeSet<u64>,
-    /// A `basic.return` waiting for the ack or nack that follows it.
-    /// RabbitMQ confirms an unroutable message as soon as it returns it, so
-    /// the next confirm's delivery tag is the returned message's number.
-    returned: Option<ReturnedMessage>,
+    /// Unresolved publishes: sequence number to the hash of a mandatory
+    /// publish's (exchange, routing key), or `None` when not mandatory.
+    pending: BTreeMap<u64, Option<u64>>,
+    /// Returns received for publishes not yet confirmed.
+    returned: BTreeMap<u64, ReturnedMessage>,
     outcomes: BTreeMap<u64, Outcome>,
 }
 
@@ -445,7 +445,8 @@ impl Session {
                     g.ended = true;
                 }
                 if let Some(c) = &mut ch.confirms {
-                    for seq in std::mem::take(&mut c.pending) {
+                    c.returned.clear();
+                    for seq in std::mem::take(&mut c.pending).into_keys() {
                         c.outcomes.insert(seq, Outcome::Failed(reason.clone()));
                     }
                 }
@@ -542,9 +543,10 @@ impl Session {
 
     /// Reads once (waiting at most `timeout`) and handles every whole frame.
     fn read_frames(&mut self, timeout: Option<Duration>) -> Result<()> {
+        // Even when nothing new arrives, decode what is buffered: the
+        // heartbeat keeper may have read it while the user's code ran.
         match self.t.fill(timeout, self.decoder_limit()) {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
+            Ok(_) => {}
             Err(Error::Protocol(e)) => return Err(self.decode_failure(e)),
             Err(e) => return Err(self.fail(e)),
         }
@@ -656,9 +658,8 @@ impl Session {
             Err(e) => return Err(self.protocol_failure(e, reply_code::UNEXPECTED_FRAME)),
         };
         match assembled {
-            (Some(method), _) => self.handle_channel_method(number, method),
-            (None, Some(content)) => self.handle_content(number, content),
-            (None, None) => Ok(()),
+            Assembled::Method(method) => self.handle_channel_method(number, method),
+            Assembled::Content(content) => self.handle_content(number, content),
         }
     }
 
@@ -731,7 +732,7 @@ impl Session {
                 match ch.consumers.get(&deliver.consumer_tag) {
                     Some(info) if info.cancelling => {
                         if info.auto_ack {
-                            ch.cancelled_messages.push((deliver, properties, body));
+                            ch.cancelled_messages.push((deliver, *properties, body));
                         } else {
                             // pika rejects (requeues) what arrives after a cancel.
                             let reject =
@@ -741,7 +742,7 @@ impl Session {
                     }
                     Some(info) if info.generator => {
                         if let Some(g) = &mut ch.generator {
-                            g.buffer.push_back((deliver, properties, body));
+                            g.buffer.push_back((deliver, *properties, body));
                         }
                     }
                     Some(_) => self.events.push_back(Event::Deliver { channel: number, id, deliver, properties, body }),
@@ -754,14 +755,25 @@ impl Session {
                 Ok(())
             }
             Method::BasicReturn(ret) => {
-                let returned = ReturnedMessage { method: ret, properties, body };
+                let returned = ReturnedMessage { method: ret, properties: *properties, body };
                 if let Some(c) = &mut ch.confirms {
-                    if c.returned.replace(returned.clone()).is_some() {
-                        log::warn!("channel {number}: two basic.return without a confirm between them");
+                    // A return comes before its publish's confirm, but other
+                    // confirms may come between them. Publishes on the same
+                    // route are routable alike, and returns keep publish
+                    // order: it belongs to the oldest unresolved, unreturned
+                    // mandatory publish on its route.
+                    let route = Some(route_hash(&returned.method.exchange, &returned.method.routing_key));
+                    let seq =
+                        c.pending.iter().find(|(s, r)| **r == route && !c.returned.contains_key(s)).map(|(s, _)| *s);
+                    match seq {
+                        Some(seq) => {
+                            c.returned.insert(seq, returned.clone());
+                        }
+                        None => log::warn!("channel {number}: basic.return matches no unconfirmed mandatory publish"),
                     }
                 }
                 let id = ch.id;
-                self.events.push_back(Event::Return { channel: number, id, returned });
+                self.events.push_back(Event::Return { channel: number, id, returned: Box::new(returned) });
                 Ok(())
             }
             method @ Method::BasicGetOk(_) if ch.expect == expect::BASIC_GET_REPLY => {
@@ -784,17 +796,16 @@ impl Session {
                 reply_code::COMMAND_INVALID,
             ));
         };
-        let seqs: Vec<u64> = if multiple { c.pending.range(..=tag).copied().collect() } else { vec![tag] };
-        if !multiple && !c.pending.contains(&tag) || multiple && tag >= c.next_seq {
+        let seqs: Vec<u64> = if multiple { c.pending.range(..=tag).map(|(s, _)| *s).collect() } else { vec![tag] };
+        if !multiple && !c.pending.contains_key(&tag) || multiple && tag >= c.next_seq {
             return Err(self.protocol_failure(
                 ProtocolError::UnexpectedFrame("confirm for a delivery tag never published"),
                 reply_code::COMMAND_INVALID,
             ));
         }
-        let mut returned = c.returned.take();
         for seq in seqs {
-            if c.pending.remove(&seq) {
-                let returned = if seq == tag { returned.take() } else { None };
+            if c.pending.remove(&seq).is_some() {
+                let returned = c.returned.remove(&seq);
                 let outcome = match (ack, returned) {
                     (true, None) => Outcome::Acked,
                     (true, Some(r)) => Outcome::Returned(r),
@@ -821,8 +832,8 @@ impl Session {
         let hb = self.tuned.heartbeat;
         if hb > 0 {
             let interval = Duration::from_secs(hb.into());
-            let (last_read, last_write) = self.t.last_io();
-            if now.duration_since(last_read) >= interval * 2 {
+            let (last_frame, last_write) = self.t.last_io();
+            if now.duration_since(last_frame) >= interval * 2 {
                 // Stale because nobody read (the user's code ran long), or
                 // because the peer is silent? What the socket holds decides.
                 self.read_frames(Some(Duration::ZERO))?;
@@ -854,8 +865,8 @@ impl Session {
         let hb = self.tuned.heartbeat;
         if hb > 0 {
             let interval = Duration::from_secs(hb.into());
-            let (last_read, last_write) = self.t.last_io();
-            consider(last_read + interval * 2);
+            let (last_frame, last_write) = self.t.last_io();
+            consider(last_frame + interval * 2);
             consider(last_write + interval / 2);
         }
         next
@@ -1004,7 +1015,8 @@ impl Session {
             }
             let failure = reason.unwrap_or_else(closed_channel);
             if let Some(c) = &mut ch.confirms {
-                for seq in std::mem::take(&mut c.pending) {
+                c.returned.clear();
+                for seq in std::mem::take(&mut c.pending).into_keys() {
                     c.outcomes.insert(seq, Outcome::Failed(failure.clone()));
                 }
             }
@@ -1134,7 +1146,7 @@ impl Session {
                 Event::Deliver { channel, id: i, deliver, properties, body }
                     if channel == number && i == id && deliver.consumer_tag == tag =>
                 {
-                    taken.push((deliver, properties, body))
+                    taken.push((deliver, *properties, body))
                 }
                 other => kept.push_back(other),
             }
@@ -1163,7 +1175,7 @@ impl Session {
             Some(c) => {
                 c.next_seq += 1;
                 let seq = c.next_seq - 1;
-                c.pending.insert(seq);
+                c.pending.insert(seq, mandatory.then(|| route_hash(exchange, routing_key)));
                 Some(seq)
             }
             None => None,
@@ -1177,12 +1189,17 @@ impl Session {
             }
             return Err(e.into());
         }
-        if seq.is_some() {
-            self.flush()?;
-        } else {
-            self.flush_async()?;
+        let flushed = if seq.is_some() { self.flush() } else { self.flush_async() };
+        if let (Err(e), Some(seq)) = (&flushed, seq) {
+            // This publish's outcome is the error returned now; it must not
+            // be reported again by wait_for_confirms.
+            if let Some(c) = self.channels.get_mut(&number).and_then(|c| c.confirms.as_mut()) {
+                c.pending.remove(&seq);
+                c.outcomes.remove(&seq);
+            }
+            log::debug!("publish {seq} failed on write: {e}");
         }
-        Ok(seq)
+        flushed.map(|()| seq)
     }
 
     /// Puts a channel in confirm mode (after `confirm.select-ok`).
@@ -1209,7 +1226,7 @@ impl Session {
             let Some(ch) = s.channels.get(&number).filter(|c| c.id == id) else { return Err(closed_channel()) };
             let Some(c) = &ch.confirms else { return Ok(true) };
             Ok(match upto {
-                Some(seq) => !c.pending.contains(&seq),
+                Some(seq) => !c.pending.contains_key(&seq),
                 None => c.pending.is_empty(),
             })
         });
@@ -1364,6 +1381,16 @@ fn client_properties(user: Option<&FieldTable>) -> FieldTable {
         }
     }
     props
+}
+
+/// A 64-bit digest of a publish's route, so that matching returns to
+/// publishes needs no copy of the names.
+fn route_hash(exchange: &str, routing_key: &str) -> u64 {
+    let mut h = crate::fxhash::FxHasher::default();
+    h.write(exchange.as_bytes());
+    h.write_u8(0xff); // not valid UTF-8: cannot occur inside either name
+    h.write(routing_key.as_bytes());
+    h.finish()
 }
 
 /// The server's capability flag `name`.

@@ -57,7 +57,11 @@ struct Io {
     end: usize,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
-    last_read: Instant,
+    /// When the last whole frame was decoded: the liveness clock. (Bytes
+    /// alone are not enough: if a corrupted size field has the decoder
+    /// waiting for a frame that never ends, the broker's heartbeats would
+    /// keep arriving as part of it.)
+    last_frame: Instant,
     last_write: Instant,
     /// A failure the keeper saw; reported to the next caller.
     failure: Option<Error>,
@@ -84,9 +88,6 @@ impl Io {
         let end = self.end;
         let n = self.stream.read(&mut self.buf[end..])?;
         self.end += n;
-        if n > 0 {
-            self.last_read = Instant::now();
-        }
         Ok(n)
     }
 
@@ -201,7 +202,7 @@ impl Transport {
             end: 0,
             read_timeout: timeout,
             write_timeout: timeout,
-            last_read: now,
+            last_frame: now,
             last_write: now,
             failure: None,
             mid_write: false,
@@ -214,6 +215,7 @@ impl Transport {
         let mut io = lock(&self.io);
         let decoded = decoder.decode(&io.buf[io.start..io.end])?;
         Ok(decoded.map(|(frame, used)| {
+            io.last_frame = Instant::now();
             io.start += used;
             if io.start == io.end {
                 io.start = 0;
@@ -234,10 +236,10 @@ impl Transport {
         lock(&self.io).mid_write
     }
 
-    /// When bytes last arrived, and when bytes were last written.
+    /// When the last whole frame was decoded, and when bytes were last written.
     pub(crate) fn last_io(&self) -> (Instant, Instant) {
         let io = lock(&self.io);
-        (io.last_read, io.last_write)
+        (io.last_frame, io.last_write)
     }
 
     /// Reads more bytes, waiting at most `timeout` (`Some(ZERO)` polls

@@ -73,8 +73,8 @@ fn decoding_a_64_byte_delivery_allocates_a_small_fixed_number_of_times() {
         for _ in 0..3 {
             let (frame, used) = decoder.decode(rest).unwrap().expect("a whole frame");
             rest = &rest[used..];
-            if let Some((_, c)) = assembler.push(frame).unwrap() {
-                content = c;
+            if let Some(assembled) = assembler.push(frame).unwrap() {
+                content = assembled.into_content();
             }
         }
         assert!(rest.is_empty());

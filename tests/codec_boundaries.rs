@@ -598,9 +598,8 @@ fn heartbeats_between_content_frames_do_not_disturb_assembly() {
     assert_eq!(asm.push(Frame::Heartbeat), Ok(None));
     assert_eq!(asm.push(body(b"ab")), Ok(None));
     assert_eq!(asm.push(Frame::Heartbeat), Ok(None));
-    let (method, content) = asm.push(body(b"cd")).unwrap().unwrap();
-    assert_eq!(method, None);
-    assert_eq!(content.unwrap().body, b"abcd");
+    let content = asm.push(body(b"cd")).unwrap().unwrap().into_content().expect("a message, not a method");
+    assert_eq!(content.body, b"abcd");
     assert!(!asm.in_progress());
 }
 
@@ -623,14 +622,14 @@ fn interleaved_content_on_two_channels_assembles_both_messages() {
     let outcome = drive(&FrameDecoder::new(), &stream);
     assert_eq!(outcome.error, None);
     assert_eq!(outcome.consumed, stream.len());
-    let contents: Vec<Content> = outcome.assembled.into_iter().filter_map(|(_, c)| c).collect();
+    let contents: Vec<Content> = outcome.assembled.into_iter().filter_map(Assembled::into_content).collect();
     assert_eq!(contents.len(), 2);
     let by_tag =
         |tag: u64| contents.iter().find(|c| matches!(&c.method, Method::BasicDeliver(d) if d.delivery_tag == tag));
     let one = by_tag(7).expect("channel 1's message");
     let two = by_tag(8).expect("channel 2's message");
-    assert_eq!((&one.body, &one.properties, &one.method), (&body1, &props1, &Method::from(deliver(1, 7))));
-    assert_eq!((&two.body, &two.properties, &two.method), (&body2, &props2, &Method::from(deliver(2, 8))));
+    assert_eq!((&one.body, &*one.properties, &one.method), (&body1, &props1, &Method::from(deliver(1, 7))));
+    assert_eq!((&two.body, &*two.properties, &two.method), (&body2, &props2, &Method::from(deliver(2, 8))));
 }
 
 // ---------------------------------------------------------------------------
@@ -684,10 +683,9 @@ fn encode_publish_splits_every_boundary_body_length_into_frames_within_frame_max
                     done = Some(assembled);
                 }
             }
-            let (_, content) = done.expect("a complete message");
-            let content = content.unwrap();
+            let content = done.expect("a complete message").into_content().unwrap();
             assert_eq!(content.method, publish.into());
-            assert_eq!(content.properties, props);
+            assert_eq!(*content.properties, props);
             assert!(content.body == body, "fm {fm}, body {len}: content differs");
         }
     }
@@ -720,7 +718,8 @@ fn properties_that_do_not_fit_a_frame_are_refused_and_the_buffer_stays_usable() 
         let outcome = drive(&tuned(fm), &wire);
         assert_eq!(outcome.error, None);
         assert_eq!(outcome.consumed, wire.len());
-        let bodies: Vec<Vec<u8>> = outcome.assembled.into_iter().filter_map(|(_, c)| c.map(|c| c.body)).collect();
+        let bodies: Vec<Vec<u8>> =
+            outcome.assembled.into_iter().filter_map(|a| a.into_content().map(|c| c.body)).collect();
         assert_eq!(bodies, [b"first".to_vec(), b"third".to_vec()]);
     }
 }

@@ -14,7 +14,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use pikars::protocol::{Frame, FrameDecoder, ProtocolError, DEFAULT_MAX_MESSAGE_SIZE, FRAME_HEADER, FRAME_METHOD};
+use pikars::protocol::{
+    Assembled, Frame, FrameDecoder, ProtocolError, DEFAULT_MAX_MESSAGE_SIZE, FRAME_HEADER, FRAME_METHOD,
+};
 use support::{drive, measure, seeds, XorShift};
 
 /// Inputs per campaign; four campaigns make 400,000 per `cargo test`.
@@ -230,12 +232,11 @@ fn check_one(decoder: &FrameDecoder, input: &[u8], tally: &mut Tally) {
     }
     tally.frames += outcome.frames.len();
     tally.with_frames += usize::from(!outcome.frames.is_empty());
-    tally.messages += outcome.assembled.iter().filter(|(_, content)| content.is_some()).count();
-    for (method, content) in &outcome.assembled {
-        match (method, content) {
-            (Some(m), None) => assert!(!m.has_content()),
-            (None, Some(c)) => assert!(c.method.has_content()),
-            other => panic!("assembler returned {other:?}"),
+    tally.messages += outcome.assembled.iter().filter(|a| matches!(a, Assembled::Content(_))).count();
+    for assembled in &outcome.assembled {
+        match assembled {
+            Assembled::Method(m) => assert!(!m.has_content()),
+            Assembled::Content(c) => assert!(c.method.has_content()),
         }
     }
     assert_round_trip(&outcome.frames, tally);

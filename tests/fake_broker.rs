@@ -914,7 +914,7 @@ fn s11_return_then_ack_is_unroutable_error_with_the_message() {
             exchange: String::new(),
             routing_key: "nowhere".into(),
         };
-        p.send_content(ch, ret, header.properties, &body);
+        p.send_content(ch, ret, *header.properties, &body);
         p.send_method(ch, ack(1, false));
         p.serve_close();
     });

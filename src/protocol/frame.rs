@@ -28,6 +28,9 @@ pub const FRAME_MIN_SIZE: u32 = 4096;
 pub const FRAME_MAX_SIZE: u32 = 131_072;
 /// Default largest message body accepted from the network (64 MiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
+/// Largest method or content-header frame accepted when frame_max is 0
+/// (no limit negotiated): 1 MiB.
+pub const MAX_UNTUNED_METHOD_FRAME: u64 = 1 << 20;
 /// The serialized heartbeat frame.
 pub const HEARTBEAT_FRAME: [u8; 8] = [FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END];
 
@@ -318,14 +321,16 @@ impl FrameDecoder {
         self.max_message_size = max_message_size;
     }
 
-    /// Largest frame payload accepted.
-    fn limit(&self) -> u64 {
-        if self.frame_max == 0 {
+    /// Largest payload accepted for a frame of this type.
+    fn limit(&self, frame_type: u8) -> u64 {
+        match (self.frame_max, frame_type) {
             // Unlimited by negotiation: a body frame can still never be
-            // larger than a whole message.
-            self.max_message_size.clamp(u64::from(FRAME_MIN_SIZE), u64::from(u32::MAX))
-        } else {
-            payload_limit(self.frame_max)
+            // larger than a whole message...
+            (0, FRAME_BODY) => self.max_message_size.clamp(u64::from(FRAME_MIN_SIZE), u64::from(u32::MAX)),
+            // ...and a method or header frame, which decodes into values up
+            // to ~32 times its size (a table of `V`s), stays modest.
+            (0, _) => MAX_UNTUNED_METHOD_FRAME,
+            (frame_max, _) => payload_limit(frame_max),
         }
     }
 
@@ -363,7 +368,7 @@ impl FrameDecoder {
         check_type(frame_type)?;
         let channel = u16::from_be_bytes([buf[1], buf[2]]);
         let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
-        let limit = self.limit();
+        let limit = self.limit(frame_type);
         if u64::from(size) > limit {
             return Err(ProtocolError::FrameTooLarge { size: size.into(), limit });
         }
@@ -424,8 +429,8 @@ fn check_type(frame_type: u8) -> Result<(), ProtocolError> {
 pub struct Content {
     /// `basic.deliver`, `basic.get-ok`, `basic.return` or `basic.publish`.
     pub method: Method,
-    /// The properties from the content header.
-    pub properties: BasicProperties,
+    /// The properties from the content header (boxed, as in [`ContentHeader`]).
+    pub properties: Box<BasicProperties>,
     /// The whole body.
     pub body: Vec<u8>,
 }
@@ -441,7 +446,7 @@ enum AssemblyState {
     ExpectHeader(Method),
     ExpectBody {
         method: Method,
-        properties: BasicProperties,
+        properties: Box<BasicProperties>,
         body_size: u64,
         body: Vec<u8>,
     },
@@ -462,15 +467,38 @@ enum AssemblyState {
 /// let header = ContentHeader::new(2, Default::default());
 /// assert_eq!(asm.push(Frame::Header { channel: 1, header }).unwrap(), None);
 /// let done = asm.push(Frame::Body { channel: 1, payload: b"hi".to_vec() }).unwrap();
-/// assert_eq!(done.unwrap().1.unwrap().body, b"hi");
+/// assert_eq!(done.unwrap().into_content().unwrap().body, b"hi");
 /// ```
 #[derive(Debug, Default)]
 pub struct ContentAssembler {
     state: AssemblyState,
 }
 
-/// A method that is not content, or a finished message.
-pub type Assembled = (Option<Method>, Option<Content>);
+/// What [`ContentAssembler::push`] hands back once it has something.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assembled {
+    /// A method that carries no content.
+    Method(Method),
+    /// A complete message.
+    Content(Content),
+}
+
+impl Assembled {
+    /// The message, if this is one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::protocol::{Assembled, BasicAck, Method};
+    /// assert!(Assembled::Method(Method::from(BasicAck::default())).into_content().is_none());
+    /// ```
+    pub fn into_content(self) -> Option<Content> {
+        match self {
+            Assembled::Content(c) => Some(c),
+            Assembled::Method(_) => None,
+        }
+    }
+}
 
 impl ContentAssembler {
     /// Whether content is partly received.
@@ -485,8 +513,8 @@ impl ContentAssembler {
     }
 
     /// Feeds one frame of this channel. Returns `None` while content is
-    /// incomplete, `Some((Some(method), None))` for a method without content,
-    /// and `Some((None, Some(content)))` when a message is complete.
+    /// incomplete, [`Assembled::Method`] for a method without content, and
+    /// [`Assembled::Content`] when a message is complete.
     ///
     /// # Errors
     ///
@@ -512,7 +540,7 @@ impl ContentAssembler {
                     self.state = AssemblyState::ExpectHeader(method);
                     Ok(None)
                 } else {
-                    Ok(Some((Some(method), None)))
+                    Ok(Some(Assembled::Method(method)))
                 }
             }
             (AssemblyState::Idle, Frame::Header { .. }) => {
@@ -526,7 +554,11 @@ impl ContentAssembler {
                     return Err(ProtocolError::BadContentClass(header.class_id));
                 }
                 if header.body_size == 0 {
-                    return Ok(Some((None, Some(Content { method, properties: header.properties, body: Vec::new() }))));
+                    return Ok(Some(Assembled::Content(Content {
+                        method,
+                        properties: header.properties,
+                        body: Vec::new(),
+                    })));
                 }
                 self.state = AssemblyState::ExpectBody {
                     method,
@@ -551,7 +583,7 @@ impl ContentAssembler {
                     body.extend_from_slice(&payload);
                 }
                 if have == body_size {
-                    Ok(Some((None, Some(Content { method, properties, body }))))
+                    Ok(Some(Assembled::Content(Content { method, properties, body })))
                 } else {
                     self.state = AssemblyState::ExpectBody { method, properties, body_size, body };
                     Ok(None)

@@ -166,8 +166,9 @@ pub struct ContentHeader {
     pub class_id: u16,
     /// Size of the whole body in bytes.
     pub body_size: u64,
-    /// The message properties.
-    pub properties: BasicProperties,
+    /// The message properties, boxed: they are most of a header's size,
+    /// and a frame moves through several hands on its way to the user.
+    pub properties: Box<BasicProperties>,
 }
 
 impl ContentHeader {
@@ -180,7 +181,7 @@ impl ContentHeader {
     /// assert_eq!(h.class_id, 60);
     /// ```
     pub fn new(body_size: u64, properties: BasicProperties) -> Self {
-        ContentHeader { class_id: BASIC_CLASS_ID, body_size, properties }
+        ContentHeader { class_id: BASIC_CLASS_ID, body_size, properties: Box::new(properties) }
     }
 
     /// Appends the header frame payload.
@@ -198,7 +199,11 @@ impl ContentHeader {
     /// assert_eq!(buf, [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     /// ```
     pub fn encode(&self, buf: &mut Vec<u8>) -> Result<(), ProtocolError> {
-        encode_header(&mut Writer::new(buf), self.body_size, &self.properties)
+        let mut w = Writer::new(buf);
+        w.short(self.class_id);
+        w.short(0);
+        w.longlong(self.body_size);
+        self.properties.encode_to(&mut w)
     }
 
     /// Decodes a header frame payload, refusing a body larger than
@@ -235,7 +240,7 @@ impl ContentHeader {
         if body_size > max_message_size {
             return Err(ProtocolError::MessageTooLarge { size: body_size, limit: max_message_size });
         }
-        let properties = BasicProperties::decode_from(&mut r)?;
+        let properties = Box::new(BasicProperties::decode_from(&mut r)?);
         r.finish()?;
         Ok(ContentHeader { class_id, body_size, properties })
     }
@@ -268,6 +273,6 @@ mod tests {
     #[test]
     fn empty_continuation_word_is_accepted() {
         let payload = [0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0];
-        assert_eq!(ContentHeader::decode(&payload, u64::MAX).unwrap().properties, BasicProperties::default());
+        assert_eq!(*ContentHeader::decode(&payload, u64::MAX).unwrap().properties, BasicProperties::default());
     }
 }
