@@ -50,9 +50,13 @@ fn publishing_with_content_type_delivery_mode_and_headers_never_allocates() {
 /// - 1 for the body frame's payload, which the assembler then moves into the
 ///   message without copying.
 ///
-/// The header frame and the assembler's state allocate nothing. This is the
-/// baseline to beat (borrowing strings from the read buffer would save 3).
-const DELIVERY_ALLOCATIONS: usize = 4;
+/// - 1 for the boxed properties of the content header: moving 288 bytes of
+///   properties through the decoder and the assembler cost more than the
+///   allocation (3,183 instructions per delivery boxed against 4,418 inline).
+///
+/// The assembler's state allocates nothing. This is the baseline to beat
+/// (borrowing strings from the read buffer would save 3).
+const DELIVERY_ALLOCATIONS: usize = 5;
 
 #[test]
 fn decoding_a_64_byte_delivery_allocates_a_small_fixed_number_of_times() {
