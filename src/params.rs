@@ -504,6 +504,10 @@ impl ConnectionParameters {
                 return bad(format!("blocked_connection_timeout must be >= 0, got {v}"));
             }
         }
+        #[cfg(not(feature = "tls"))]
+        if self.ssl_options.is_some() {
+            return Err(Error::Tls("pikars was built without the `tls` feature: TLS (amqps) is not available".into()));
+        }
         if matches!(self.credentials, Credentials::External(_)) && self.ssl_options.is_none() {
             log::warn!("EXTERNAL credentials without TLS: the broker has no certificate to identify you by");
         }
@@ -581,5 +585,28 @@ impl<const N: usize> IntoParameterList for [ConnectionParameters; N] {
 impl IntoParameterList for &[ConnectionParameters] {
     fn into_parameter_list(self) -> Vec<ConnectionParameters> {
         self.to_vec()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_parameters_are_valid_in_every_build() {
+        assert!(ConnectionParameters::new("localhost").validate().is_ok());
+    }
+
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_parameters_are_refused_with_a_clear_error_without_the_tls_feature() {
+        let err = ConnectionParameters::new("localhost").ssl_options(SslOptions::default()).validate().unwrap_err();
+        assert!(matches!(&err, Error::Tls(m) if m.contains("`tls` feature")), "{err:?}");
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn tls_parameters_are_valid_with_the_tls_feature() {
+        assert!(ConnectionParameters::new("localhost").ssl_options(SslOptions::default()).validate().is_ok());
     }
 }

@@ -431,7 +431,9 @@ fn tls_wrap(tcp: TcpStream, params: &ConnectionParameters, ssl: &crate::params::
     Ok(Stream::Tls(Box::new(stream)))
 }
 
+/// Unreachable in practice: `ConnectionParameters::validate` refuses TLS
+/// settings in a build without the feature, before any connection is made.
 #[cfg(not(feature = "tls"))]
 fn tls_wrap(_tcp: TcpStream, _params: &ConnectionParameters, _ssl: &crate::params::SslOptions) -> Result<Stream> {
-    Err(Error::Tls("pikars was built without the `tls` feature; amqps is not available".into()))
+    Err(Error::Tls("pikars was built without the `tls` feature: TLS (amqps) is not available".into()))
 }
