@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ssl.ca_certs_pem.push(std::fs::read(path)?);
         println!(" [*] Trusting the CA certificate(s) in {path} (and the system's roots)");
     }
-    let params = ConnectionParameters::new(host.as_str()).port(port).ssl_options(ssl).stack_timeout(10.0);
+    let params = ConnectionParameters::new(host.as_str()).ssl_options(ssl).port(port).stack_timeout(10.0);
 
     println!(" [*] Connecting to amqps://{host}:{port}");
     let connection = match BlockingConnection::new(params) {

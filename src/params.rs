@@ -260,8 +260,6 @@ pub struct ConnectionParameters {
     /// callback longer than about two heartbeat intervals gets the
     /// connection dropped by the broker. Default `false`.
     pub heartbeat_keeper: bool,
-    /// Whether `port` was set explicitly (so `ssl_options` does not change it).
-    port_set: bool,
 }
 
 impl Default for ConnectionParameters {
@@ -285,7 +283,6 @@ impl Default for ConnectionParameters {
             client_properties: None,
             max_message_size: crate::protocol::DEFAULT_MAX_MESSAGE_SIZE,
             heartbeat_keeper: false,
-            port_set: false,
         }
     }
 }
@@ -336,22 +333,24 @@ impl ConnectionParameters {
     #[must_use]
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
-        self.port_set = true;
         self
     }
 
-    /// Sets `ssl_options`; the port becomes 5671 unless one was set.
+    /// Sets `ssl_options`. As in pika, the port becomes 5671 unless another
+    /// one was chosen: a port still at the default 5672 moves to 5671 (to
+    /// use TLS on 5672, set the port after this).
     ///
     /// # Example
     ///
     /// ```
-    /// let p = pikars::ConnectionParameters::new("h").ssl_options(pikars::SslOptions::default());
-    /// assert_eq!(p.port, 5671);
+    /// use pikars::{ConnectionParameters, SslOptions};
+    /// assert_eq!(ConnectionParameters::new("h").ssl_options(SslOptions::default()).port, 5671);
+    /// assert_eq!(ConnectionParameters::new("h").port(5681).ssl_options(SslOptions::default()).port, 5681);
     /// ```
     #[must_use]
     pub fn ssl_options(mut self, ssl_options: SslOptions) -> Self {
         self.ssl_options = Some(ssl_options);
-        if !self.port_set {
+        if self.port == Self::DEFAULT_PORT {
             self.port = Self::DEFAULT_SSL_PORT;
         }
         self
@@ -525,7 +524,7 @@ macro_rules! setters {
                 ///
                 /// ```
                 #[doc = concat!("let p = pikars::ConnectionParameters::new(\"h\").", stringify!($field), "(", stringify!($example), ");")]
-                #[doc = concat!("assert_eq!(p.", stringify!($field), ", ", stringify!($example), ".into());")]
+                #[doc = concat!("assert_eq!(p.", stringify!($field), ", <", stringify!($ty), ">::from(", stringify!($example), "));")]
                 /// ```
                 #[must_use]
                 pub fn $field(mut self, value: impl Into<$ty>) -> Self {

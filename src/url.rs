@@ -290,6 +290,10 @@ fn parse(url: &str) -> Result<ConnectionParameters> {
     };
     let mut params =
         ConnectionParameters::new(if host.is_empty() { "localhost".to_string() } else { host.to_ascii_lowercase() });
+    // TLS first: it moves the default port to 5671, an explicit port wins.
+    if tls {
+        params = params.ssl_options(SslOptions::default());
+    }
     if !port.is_empty() {
         if !port.bytes().all(|c| c.is_ascii_digit()) {
             return invalid(
@@ -301,9 +305,6 @@ fn parse(url: &str) -> Result<ConnectionParameters> {
             Ok(n) if n > 0 => params = params.port(n),
             _ => return invalid(format!("URL port {port} is out of range 1-65535")),
         }
-    }
-    if tls {
-        params = params.ssl_options(SslOptions::default());
     }
     if let Some(userinfo) = userinfo {
         let Some((user, password)) = userinfo.split_once(':') else {

@@ -50,7 +50,7 @@ fn a_peer_silent_during_the_tls_handshake_hits_the_stack_timeout() {
     // AMQPConnectorStackTimeout, as in the AMQP phase.
     let (_l, port) = silent_listener();
     let params =
-        ConnectionParameters::new("localhost").port(port).ssl_options(SslOptions::default()).stack_timeout(1.0);
+        ConnectionParameters::new("localhost").ssl_options(SslOptions::default()).port(port).stack_timeout(1.0);
     let (err, elapsed) = connect_err(params);
     assert!(elapsed >= Duration::from_millis(1000) && elapsed < Duration::from_millis(1500), "took {elapsed:?}");
     assert!(matches!(err, Error::AMQPConnectorStackTimeout(_)), "got {err:?}");

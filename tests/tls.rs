@@ -116,9 +116,10 @@ fn logged(level: log::Level, needle: &str) -> Vec<String> {
 
 /// Bounded parameters for `host:port` with `ssl`, named after the test.
 fn tls_params(host: &str, port: u16, ssl: SslOptions, test: &str) -> ConnectionParameters {
+    // The port after ssl_options: ssl_options moves a default 5672 to 5671.
     ConnectionParameters::new(host)
-        .port(port)
         .ssl_options(ssl)
+        .port(port)
         .socket_timeout(5.0)
         .stack_timeout(10.0)
         .client_properties(FieldTable::from([("connection_name", format!("pikars-test:{test}"))]))
