@@ -572,15 +572,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn exchange_bind(&self, destination: &str, source: &str, options: ExchangeBindOptions) -> Result<()> {
-        let m = ExchangeBind {
-            ticket: 0,
-            destination: destination.into(),
-            source: source.into(),
-            routing_key: options.routing_key,
-            nowait: false,
-            arguments: options.arguments.unwrap_or_default(),
-        };
-        self.rpc(m, expect::EXCHANGE_BIND_OK).map(drop)
+        self.rpc(exchange_binding(destination, source, options), expect::EXCHANGE_BIND_OK).map(drop)
     }
 
     /// pika's `exchange_unbind(destination, source, routing_key='', arguments=None)`.
@@ -598,14 +590,10 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn exchange_unbind(&self, destination: &str, source: &str, options: ExchangeBindOptions) -> Result<()> {
-        let m = ExchangeUnbind {
-            ticket: 0,
-            destination: destination.into(),
-            source: source.into(),
-            routing_key: options.routing_key,
-            nowait: false,
-            arguments: options.arguments.unwrap_or_default(),
-        };
+        // Same arguments as exchange.bind, another method.
+        let ExchangeBind { ticket, destination, source, routing_key, nowait, arguments } =
+            exchange_binding(destination, source, options);
+        let m = ExchangeUnbind { ticket, destination, source, routing_key, nowait, arguments };
         self.rpc(m, expect::EXCHANGE_UNBIND_OK).map(drop)
     }
 
@@ -1448,6 +1436,18 @@ impl BlockingChannel {
     /// ```
     pub fn tx_rollback(&self) -> Result<()> {
         self.rpc(TxRollback {}, expect::TX_ROLLBACK_OK).map(drop)
+    }
+}
+
+/// The arguments of `exchange.bind` (and `exchange.unbind`).
+fn exchange_binding(destination: &str, source: &str, options: ExchangeBindOptions) -> ExchangeBind {
+    ExchangeBind {
+        ticket: 0,
+        destination: destination.into(),
+        source: source.into(),
+        routing_key: options.routing_key,
+        nowait: false,
+        arguments: options.arguments.unwrap_or_default(),
     }
 }
 

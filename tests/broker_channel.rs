@@ -11,15 +11,10 @@ use common::*;
 use pikars::{
     BasicConsumeOptions, BasicProperties, BasicPublishOptions, BasicQosOptions, BlockingChannel, BlockingConnection,
     ConsumeOptions, Error, ExchangeBindOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, FieldTable, FieldValue,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, TimerId,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 
 /// A timer that makes a hung `start_consuming` fail instead of hanging the run.
-fn safety_timer(conn: &BlockingConnection, seconds: f64) -> TimerId {
-    conn.call_later(seconds, move |_| Err(Error::Timeout(format!("safety timer: still running after {seconds} s"))))
-        .expect("call_later")
-}
-
 /// Services the connection until `condition` holds, failing after `timeout`.
 fn pump_until(conn: &BlockingConnection, what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -950,7 +945,7 @@ fn stop_consuming_with_a_tag_cancels_one_consumer_and_without_cancels_all() {
     let mut both = vec![tag_a.clone(), tag_b.clone()];
     both.sort();
     assert_eq!(ch.consumer_tags(), both);
-    safety_timer(&conn, 15.0);
+    safety_timer(&conn, 15.0, "the consuming call");
     ch.start_consuming().expect("start_consuming ends after stop_consuming(None)");
     assert_eq!(*log.borrow(), ["a0", "b0"]);
     assert!(ch.consumer_tags().is_empty());
@@ -1069,7 +1064,7 @@ fn broker_cancel_after_queue_deletion_fires_the_cancel_callback_and_ends_start_c
         conn.channel().unwrap().queue_delete(&q2, Default::default()).unwrap();
         Instant::now()
     });
-    safety_timer(&conn, 15.0);
+    safety_timer(&conn, 15.0, "the consuming call");
     ch.start_consuming().expect("start_consuming returns when no consumer is left");
     let returned = Instant::now();
     let deleted = deleter.join().unwrap();

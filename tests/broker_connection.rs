@@ -11,15 +11,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use pikars::{
     BasicConsumeOptions, BasicQosOptions, BlockingConnection, ConnectionParameters, Error, ExchangeDeclareOptions,
-    ExternalCredentials, PlainCredentials, QueueDeclareOptions, TimerId,
+    ExternalCredentials, PlainCredentials, QueueDeclareOptions,
 };
 
 /// A timer that makes a hung `start_consuming` fail instead of hanging the run.
-fn safety_timer(conn: &BlockingConnection, seconds: f64) -> TimerId {
-    conn.call_later(seconds, move |_| Err(Error::Timeout(format!("safety timer: still running after {seconds} s"))))
-        .expect("call_later")
-}
-
 #[test]
 fn connection_is_open_until_closed_and_a_second_close_is_a_wrong_state_error() {
     let conn = connect("conn-lifecycle");
@@ -277,7 +272,7 @@ fn threadsafe_callback_from_another_thread_wakes_start_consuming_and_runs_on_the
     let ch = conn.channel().unwrap();
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
     ch.basic_consume(&q, |_, _, _, _| Ok(()), BasicConsumeOptions::default()).unwrap();
-    safety_timer(&conn, 15.0);
+    safety_timer(&conn, 15.0, "the consuming call");
     let number = ch.channel_number();
     let handle = conn.threadsafe_handle();
     let (tx, rx) = mpsc::channel();
@@ -473,7 +468,7 @@ fn closing_the_connection_inside_a_consumer_callback_ends_start_consuming_normal
     let q = declare_queue(&ch, &mut cleanup, "conn-close-in-callback");
     ch.basic_publish("", &q, "bye", Default::default()).unwrap();
     ch.basic_consume(&q, |ch, _, _, _| ch.connection().close(), BasicConsumeOptions::default()).unwrap();
-    safety_timer(&conn, 15.0);
+    safety_timer(&conn, 15.0, "the consuming call");
     ch.start_consuming().expect("start_consuming returns normally");
     assert!(conn.is_closed());
     // The unacked message went back to the queue when the connection closed.
@@ -570,7 +565,7 @@ fn start_consuming_or_an_unbounded_process_data_events_inside_a_callback_is_a_re
         BasicConsumeOptions::default().auto_ack(true),
     )
     .unwrap();
-    safety_timer(&conn, 15.0);
+    safety_timer(&conn, 15.0, "the consuming call");
     ch.start_consuming().unwrap();
     let results = results.borrow();
     assert!(results[0].as_ref().is_err_and(|e| e.contains("ReentrancyError")), "{results:?}");
@@ -608,7 +603,7 @@ fn callbacks_never_nest_even_when_a_callback_makes_blocking_calls() {
         BasicConsumeOptions::default(),
     )
     .unwrap();
-    safety_timer(&conn, 15.0);
+    safety_timer(&conn, 15.0, "the consuming call");
     ch.start_consuming().unwrap();
     assert_eq!(*log.borrow(), ["start0", "end0", "start1", "end1", "start2", "end2"]);
     assert_eq!(message_count(&conn, &q), 0);
@@ -642,7 +637,7 @@ fn an_error_returned_by_a_callback_comes_out_of_start_consuming_and_consuming_ca
             BasicConsumeOptions::default(),
         )
         .unwrap();
-    let guard = safety_timer(&conn, 15.0);
+    let guard = safety_timer(&conn, 15.0, "the consuming call");
     let err = ch.start_consuming().unwrap_err();
     assert!(matches!(&err, Error::Callback(e) if e.to_string() == "boom"), "{err:?}");
     assert!(conn.is_open() && ch.is_open());
@@ -674,7 +669,7 @@ fn closing_the_channel_inside_its_own_callback_ends_start_consuming() {
         BasicConsumeOptions::default(),
     )
     .unwrap();
-    safety_timer(&conn, 15.0);
+    safety_timer(&conn, 15.0, "the consuming call");
     ch.start_consuming().expect("returns when the channel closed");
     assert_eq!(calls.get(), 1);
     assert!(ch.is_closed());
@@ -720,7 +715,7 @@ fn a_worker_thread_acks_through_add_callback_threadsafe() {
         BasicConsumeOptions::default(),
     )
     .unwrap();
-    safety_timer(&conn, 20.0);
+    safety_timer(&conn, 20.0, "the consuming call");
     ch.start_consuming().expect("all 10 acked from workers");
     for w in workers.borrow_mut().drain(..) {
         w.join().unwrap();

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use pikars::{
-    BasicConsumeOptions, BasicProperties, BasicPublishOptions, BasicQosOptions, BlockingChannel, BlockingConnection,
-    Error, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicConsumeOptions, BasicProperties, BasicPublishOptions, BasicQosOptions, BlockingChannel, Error,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 
 /// How long any one thread of a test may run.
@@ -57,22 +57,6 @@ impl<T> Worker<T> {
             Err(mpsc::RecvTimeoutError::Timeout) => panic!("worker {} still running after {limit:?}", self.name),
         }
     }
-}
-
-/// Fails the current `start_consuming` (with an error, not a hang) if it
-/// is still running after `seconds`.
-fn safety_timer(conn: &BlockingConnection, seconds: f64, what: &str) {
-    let what = what.to_string();
-    conn.call_later(seconds, move |_| {
-        Err(Error::from_callback(std::io::Error::other(format!(
-            "safety timer: {what} still running after {seconds} s"
-        ))))
-    })
-    .expect("call_later");
-}
-
-fn text(body: &[u8]) -> String {
-    String::from_utf8_lossy(body).into_owned()
 }
 
 /// Consumes `queue` on a connection of its own (manual ack) until it has

@@ -10,23 +10,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::*;
-use pikars::{BasicConsumeOptions, BasicQosOptions, BlockingConnection, Error, QueueDeclareOptions};
-
-/// Fails the current `start_consuming` (with an error, not a hang) if it
-/// is still running after `seconds`.
-fn safety_timer(conn: &BlockingConnection, seconds: f64, what: &str) {
-    let what = what.to_string();
-    conn.call_later(seconds, move |_| {
-        Err(Error::from_callback(std::io::Error::other(format!(
-            "safety timer: {what} still running after {seconds} s"
-        ))))
-    })
-    .expect("call_later");
-}
-
-fn text(body: &[u8]) -> String {
-    String::from_utf8_lossy(body).into_owned()
-}
+use pikars::{BasicConsumeOptions, BasicQosOptions, Error, QueueDeclareOptions};
 
 type Log = Rc<RefCell<Vec<String>>>;
 

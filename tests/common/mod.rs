@@ -11,7 +11,9 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pikars::{BlockingChannel, BlockingConnection, ConnectionParameters, FieldTable, QueueDeclareOptions};
+use pikars::{
+    BlockingChannel, BlockingConnection, ConnectionParameters, Error, FieldTable, QueueDeclareOptions, TimerId,
+};
 
 /// Broker host and port; `PIKARS_TEST_PORT` overrides the port.
 pub fn broker_port() -> u16 {
@@ -144,4 +146,19 @@ pub fn connection_pid(test: &str) -> Option<String> {
 /// resolver (a plain `x.invalid` would be sent to the configured resolver).
 pub fn unresolvable_host() -> String {
     format!("{}.invalid", "x".repeat(64))
+}
+
+/// Fails the current `start_consuming` (with an error, not a hang) if it is
+/// still running after `seconds`: a bound on every consuming test.
+pub fn safety_timer(conn: &BlockingConnection, seconds: f64, what: &str) -> TimerId {
+    let what = what.to_string();
+    conn.call_later(seconds, move |_| {
+        Err(Error::Timeout(format!("safety timer: {what} still running after {seconds} s")))
+    })
+    .expect("call_later")
+}
+
+/// A body as text, for assertions.
+pub fn text(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).into_owned()
 }
