@@ -189,6 +189,8 @@ fn run(a: &Args) -> Result<()> {
             let mut pipelined = |count: usize| -> Result<()> {
                 for _ in 0..count {
                     while channel.unconfirmed_count() >= a.window {
+                        // Blocks until bytes arrive (or ~1 ms): take_confirms alone would spin.
+                        connection.process_data_events(Some(0.0001))?;
                         failed += channel.take_confirms()?.iter().filter(|(_, o)| o.is_err()).count();
                     }
                     channel.publish_nowait("", &q, &body, BasicPublishOptions::default())?;
