@@ -327,6 +327,8 @@ impl Session {
         socket_timeout: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Result<Method> {
+        // socket_timeout bounds the wait for the broker's next bytes.
+        let mut read_deadline = socket_timeout.map(|t| Instant::now() + t);
         loop {
             if phase == Phase::Protocol && self.t.peek(4) == b"AMQP" {
                 let shown = self.t.peek(8);
@@ -368,18 +370,21 @@ impl Session {
                     phase_name(phase)
                 )));
             }
-            let timeout = bound(socket_timeout, deadline);
+            if read_deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::AMQPConnectorStackTimeout(format!(
+                    "socket_timeout expired waiting for the broker ({})",
+                    phase_name(phase)
+                )));
+            }
+            let wait_until = match (read_deadline, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = wait_until.map(|d| d.saturating_duration_since(Instant::now()));
             match self.t.fill(timeout, self.decoder_limit()) {
-                Ok(true) => {}
-                Ok(false) => {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        continue;
-                    }
-                    return Err(Error::AMQPConnectorStackTimeout(format!(
-                        "socket_timeout expired waiting for the broker ({})",
-                        phase_name(phase)
-                    )));
-                }
+                Ok(true) => read_deadline = socket_timeout.map(|t| Instant::now() + t),
+                // Timed out (possibly early): the deadlines above decide.
+                Ok(false) => {}
                 Err(e) => return Err(handshake_lost(phase, e)),
             }
         }

