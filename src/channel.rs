@@ -783,11 +783,7 @@ impl BlockingChannel {
             s.publish(n, id, exchange, routing_key, body.as_ref(), &options.properties, options.mandatory)
         })?;
         let Some(seq) = seq else { return Ok(()) };
-        let outcomes = self.with(|s, n, id| s.wait_confirms(n, id, Some(seq), None))?.unwrap_or_default();
-        match outcomes.into_iter().next() {
-            Some((_, outcome)) => outcome_result(outcome),
-            None => Err(Error::ChannelWrongStateError("Channel is closed.".into())),
-        }
+        outcome_result(self.with(|s, n, id| s.wait_outcome(n, id, seq))?)
     }
 
     /// pika's `confirm_delivery()`: puts the channel in confirm mode, so
@@ -883,7 +879,7 @@ impl BlockingChannel {
             Some(t) => Some(Instant::now() + seconds("timeout", t)?),
             None => None,
         };
-        match self.with(|s, n, id| s.wait_confirms(n, id, None, deadline))? {
+        match self.with(|s, n, id| s.wait_confirms(n, id, deadline))? {
             Some(outcomes) => Ok(outcomes.into_iter().map(|(seq, o)| (seq, outcome_result(o))).collect()),
             None => {
                 let left = self.with(|s, n, id| s.unconfirmed(n, id));

@@ -801,14 +801,23 @@ impl Session {
                 reply_code::COMMAND_INVALID,
             ));
         };
-        let seqs: Vec<u64> = if multiple { c.pending.range(..=tag).map(|(s, _)| *s).collect() } else { vec![tag] };
         if !multiple && !c.pending.contains_key(&tag) || multiple && tag >= c.next_seq {
             return Err(self.protocol_failure(
                 ProtocolError::UnexpectedFrame("confirm for a delivery tag never published"),
                 reply_code::COMMAND_INVALID,
             ));
         }
-        for seq in seqs {
+        // Resolves the oldest pending publishes up to `tag` (just `tag`
+        // unless `multiple`), without collecting them first.
+        loop {
+            let seq = if multiple {
+                match c.pending.first_key_value() {
+                    Some((&seq, _)) if seq <= tag => seq,
+                    _ => break,
+                }
+            } else {
+                tag
+            };
             if c.pending.remove(&seq).is_some() {
                 let returned = c.returned.remove(&seq);
                 let outcome = match (ack, returned) {
@@ -817,6 +826,9 @@ impl Session {
                     (false, r) => Outcome::Nacked(r),
                 };
                 c.outcomes.insert(seq, outcome);
+            }
+            if !multiple {
+                break;
             }
         }
         Ok(())
@@ -1218,43 +1230,56 @@ impl Session {
         matches!(self.channels.get(&number), Some(ch) if ch.id == id && ch.confirms.is_some())
     }
 
-    /// Waits until every publish up to and including `seq` is resolved, or
-    /// `deadline`; returns the outcomes in sequence order.
-    pub(crate) fn wait_confirms(
-        &mut self,
-        number: u16,
-        id: u64,
-        upto: Option<u64>,
-        deadline: Option<Instant>,
-    ) -> Result<Option<Vec<(u64, Outcome)>>> {
+    /// Waits until publish `seq` (or, with `None`, every publish) is
+    /// resolved, or `deadline`. Returns whether it is; a close of the
+    /// connection or channel counts as resolved (the outcomes say why).
+    fn wait_resolved(&mut self, number: u16, id: u64, seq: Option<u64>, deadline: Option<Instant>) -> Result<bool> {
         let done = self.wait(deadline, None, &mut |s: &mut Session| {
             let Some(ch) = s.channels.get(&number).filter(|c| c.id == id) else { return Err(closed_channel()) };
             let Some(c) = &ch.confirms else { return Ok(true) };
-            Ok(match upto {
+            Ok(match seq {
                 Some(seq) => !c.pending.contains_key(&seq),
                 None => c.pending.is_empty(),
             })
         });
-        let done = match done {
-            Ok(d) => d,
-            // The connection or channel closed: the outcomes say so.
+        match done {
             Err(e) if self.channels.get(&number).is_some_and(|c| c.id == id && c.confirms.is_some()) => {
                 log::debug!("confirm wait ended by {e}");
-                true
+                Ok(true)
             }
-            Err(e) => return Err(e),
-        };
-        if !done {
+            other => other,
+        }
+    }
+
+    /// The confirms of this channel, if it is still the same channel.
+    fn confirms(&mut self, number: u16, id: u64) -> Result<Option<&mut Confirms>> {
+        let ch = self.channels.get_mut(&number).filter(|c| c.id == id).ok_or_else(closed_channel)?;
+        Ok(ch.confirms.as_mut())
+    }
+
+    /// Waits for the outcome of publish `seq` and takes it (only it: earlier
+    /// pipelined outcomes stay for `wait_for_confirms` / `take_confirms`).
+    pub(crate) fn wait_outcome(&mut self, number: u16, id: u64, seq: u64) -> Result<Outcome> {
+        self.wait_resolved(number, id, Some(seq), None)?;
+        self.confirms(number, id)?.and_then(|c| c.outcomes.remove(&seq)).ok_or_else(closed_channel)
+    }
+
+    /// Waits until every publish is resolved, or `deadline` (`Ok(None)`);
+    /// takes every outcome, in sequence order.
+    pub(crate) fn wait_confirms(
+        &mut self,
+        number: u16,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<(u64, Outcome)>>> {
+        if !self.wait_resolved(number, id, None, deadline)? {
             return Ok(None);
         }
-        let ch = self.channels.get_mut(&number).filter(|c| c.id == id).ok_or_else(closed_channel)?;
-        let Some(c) = &mut ch.confirms else { return Ok(Some(Vec::new())) };
-        Ok(Some(match upto {
-            // Only this publish's outcome: earlier pipelined ones stay for
-            // wait_for_confirms / take_confirms.
-            Some(seq) => c.outcomes.remove(&seq).map(|o| vec![(seq, o)]).unwrap_or_default(),
-            None => std::mem::take(&mut c.outcomes).into_iter().collect(),
-        }))
+        Ok(Some(
+            self.confirms(number, id)?
+                .map(|c| std::mem::take(&mut c.outcomes).into_iter().collect())
+                .unwrap_or_default(),
+        ))
     }
 
     /// Reads what has arrived (without blocking) and takes the outcomes
