@@ -282,8 +282,19 @@ impl fmt::Debug for BlockingChannel {
     }
 }
 
-/// What a `basic_get` or a `consume()` iteration returns: pika's
-/// `(method, properties, body)`.
+/// What a `basic_get` returns: pika's `(method, properties, body)`.
+///
+/// # Example
+///
+/// ```no_run
+/// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+/// # let channel = connection.channel()?;
+/// let got: Option<pikars::GetResult> = channel.basic_get("hello", true)?;
+/// if let Some((method, properties, body)) = got {
+///     println!("{} {:?} {body:?}", method.delivery_tag, properties.content_type);
+/// }
+/// # Ok::<(), pikars::Error>(())
+/// ```
 pub type GetResult = (BasicGetOk, BasicProperties, Vec<u8>);
 
 impl BlockingChannel {
@@ -1461,6 +1472,18 @@ fn outcome_result(outcome: Outcome) -> Result<()> {
 }
 
 /// The iterator [`BlockingChannel::consume`] returns.
+///
+/// # Example
+///
+/// ```no_run
+/// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+/// # let channel = connection.channel()?;
+/// let mut messages: pikars::Consume = channel.consume("hello", Default::default());
+/// if let Some(Ok(Some((method, _properties, _body)))) = messages.next() {
+///     channel.basic_ack(method.delivery_tag, false)?;
+/// }
+/// # Ok::<(), pikars::Error>(())
+/// ```
 pub struct Consume {
     channel: BlockingChannel,
     queue: String,

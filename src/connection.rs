@@ -290,6 +290,15 @@ fn run_each<T>(
 }
 
 /// An opaque handle for a timer set with [`BlockingConnection::call_later`].
+///
+/// # Example
+///
+/// ```no_run
+/// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+/// let timer: pikars::TimerId = connection.call_later(1.0, |_| Ok(()))?;
+/// connection.remove_timeout(timer);
+/// # Ok::<(), pikars::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TimerId(u64);
 

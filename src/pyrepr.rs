@@ -21,6 +21,12 @@ pub fn py_bytes(bytes: &[u8]) -> PyBytes<'_> {
 }
 
 /// The value [`py_bytes`] returns; its `Display` is Python's `repr`.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(pikars::PyBytes(b"a\tb").to_string(), "b'a\\tb'");
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct PyBytes<'a>(pub &'a [u8]);
 

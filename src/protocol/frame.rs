@@ -425,6 +425,14 @@ fn check_type(frame_type: u8) -> Result<(), ProtocolError> {
 }
 
 /// A complete message: a content-bearing method, its properties and body.
+///
+/// # Example
+///
+/// ```
+/// use pikars::protocol::{BasicDeliver, Content, Method};
+/// let content = Content { method: Method::from(BasicDeliver::default()), properties: Default::default(), body: b"hi".to_vec() };
+/// assert!(content.method.has_content());
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Content {
     /// `basic.deliver`, `basic.get-ok`, `basic.return` or `basic.publish`.
@@ -475,6 +483,16 @@ pub struct ContentAssembler {
 }
 
 /// What [`ContentAssembler::push`] hands back once it has something.
+///
+/// # Example
+///
+/// ```
+/// use pikars::protocol::{Assembled, ContentAssembler, Frame, Method, BasicAck};
+/// let mut asm = ContentAssembler::default();
+/// let ack = Method::from(BasicAck { delivery_tag: 1, multiple: false });
+/// let out = asm.push(Frame::Method { channel: 1, method: ack.clone() }).unwrap();
+/// assert_eq!(out, Some(Assembled::Method(ack)));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub enum Assembled {
     /// A method that carries no content.

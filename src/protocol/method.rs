@@ -61,6 +61,16 @@ macro_rules! methods {
     )*) => {
         $(
             #[doc = concat!("AMQP method `", $amqp, "` (", stringify!($class), "/", stringify!($id), ").")]
+            ///
+            /// # Example
+            ///
+            /// ```
+            #[doc = concat!("use pikars::protocol::{Method, ", stringify!($name), "};")]
+            #[doc = concat!("let method = Method::from(", stringify!($name), "::default());")]
+            /// let mut payload = Vec::new();
+            /// method.encode(&mut payload).unwrap();
+            /// assert_eq!(Method::decode(&payload).unwrap(), method);
+            /// ```
             #[derive(Debug, Clone, PartialEq, Default)]
             pub struct $name {
                 $(
