@@ -239,7 +239,7 @@ impl Session {
 
         let start = match self.handshake_method(Phase::Protocol, socket_timeout, deadline)? {
             Method::ConnectionStart(s) => s,
-            other => return Err(unexpected_handshake(Phase::Protocol, &other)),
+            _ => return Err(unexpected_handshake(Phase::Protocol)),
         };
         if (start.version_major, start.version_minor) != (0, 9) {
             return Err(Error::IncompatibleProtocolError(format!(
@@ -272,7 +272,7 @@ impl Session {
             Method::ConnectionSecure(_) => {
                 return Err(Error::AuthenticationError(format!("{mechanism} (server sent a SASL challenge)")))
             }
-            other => return Err(unexpected_handshake(Phase::Start, &other)),
+            _ => return Err(unexpected_handshake(Phase::Start)),
         };
         let channel_max = match negotiate(params.channel_max.into(), tune.channel_max.into()) {
             0 => u16::MAX,
@@ -298,7 +298,7 @@ impl Session {
 
         match self.handshake_method(Phase::Open, socket_timeout, deadline)? {
             Method::ConnectionOpenOk(_) => {}
-            other => return Err(unexpected_handshake(Phase::Open, &other)),
+            _ => return Err(unexpected_handshake(Phase::Open)),
         }
         // Steady state: blocking reads and writes are bounded per call.
         log::debug!("connection to {} open", self.t.peer);
@@ -636,10 +636,9 @@ impl Session {
                 self.conn_reply = Some(m.into());
                 Ok(())
             }
-            (_, other) => Err(self.protocol_failure(
-                ProtocolError::UnexpectedFrame(leak_name(other.name())),
-                reply_code::COMMAND_INVALID,
-            )),
+            (_, other) => {
+                Err(self.protocol_failure(ProtocolError::UnexpectedFrame(other.name()), reply_code::COMMAND_INVALID))
+            }
         }
     }
 
@@ -719,10 +718,8 @@ impl Session {
                     ch.reply = Some(Reply::Method(method));
                     Ok(())
                 } else {
-                    Err(self.protocol_failure(
-                        ProtocolError::UnexpectedFrame(leak_name(method.name())),
-                        reply_code::COMMAND_INVALID,
-                    ))
+                    Err(self
+                        .protocol_failure(ProtocolError::UnexpectedFrame(method.name()), reply_code::COMMAND_INVALID))
                 }
             }
         }
@@ -786,10 +783,9 @@ impl Session {
                 ch.reply = Some(Reply::Content(Content { method, properties, body }));
                 Ok(())
             }
-            other => Err(self.protocol_failure(
-                ProtocolError::UnexpectedFrame(leak_name(other.name())),
-                reply_code::UNEXPECTED_FRAME,
-            )),
+            other => {
+                Err(self.protocol_failure(ProtocolError::UnexpectedFrame(other.name()), reply_code::UNEXPECTED_FRAME))
+            }
         }
     }
 
@@ -1342,11 +1338,6 @@ impl Session {
     }
 }
 
-/// Method names are `&'static str` already; this keeps the error's type.
-fn leak_name(name: &'static str) -> &'static str {
-    name
-}
-
 fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Protocol => "connection.start",
@@ -1355,7 +1346,7 @@ fn phase_name(phase: Phase) -> &'static str {
     }
 }
 
-fn unexpected_handshake(phase: Phase, _method: &Method) -> Error {
+fn unexpected_handshake(phase: Phase) -> Error {
     Error::Protocol(ProtocolError::UnexpectedFrame(match phase {
         Phase::Protocol => "expected connection.start",
         Phase::Start => "expected connection.tune",
