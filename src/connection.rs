@@ -220,6 +220,7 @@ fn dispatch_event(shared: &Rc<Shared>, conn: &BlockingConnection, event: Event) 
                 .and_then(Option::take);
             let Some(mut cb) = taken else {
                 log::debug!("delivery {} for a consumer that is gone; dropped", deliver.delivery_tag);
+                crate::protocol::recycle_delivery(deliver, properties);
                 return Ok(());
             };
             let ch = BlockingChannel::handle(shared.clone(), channel, id);
@@ -235,6 +236,8 @@ fn dispatch_event(shared: &Rc<Shared>, conn: &BlockingConnection, event: Event) 
                 }
             };
             drop(leftover);
+            // The next delivery decoded reuses these strings and properties.
+            crate::protocol::recycle_delivery(deliver, properties);
             r
         }
         Event::Return { channel, id, returned } => {

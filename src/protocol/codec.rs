@@ -95,7 +95,15 @@ impl<'a> Reader<'a> {
     /// name some other client published can never make a message undeliverable.
     pub(crate) fn shortstr(&mut self) -> Result<String, ProtocolError> {
         let len = usize::from(self.octet()?);
-        Ok(utf8_lossy(self.take(len)?))
+        Ok(utf8_lossy(self.take(len)?, super::spare::string))
+    }
+
+    /// A table key: a short string sized exactly (a table may hold
+    /// thousands of keys, so they do not take the decode cache's roomy
+    /// strings).
+    fn table_key(&mut self) -> Result<String, ProtocolError> {
+        let len = usize::from(self.octet()?);
+        Ok(utf8_lossy(self.take(len)?, str::to_owned))
     }
 
     pub(crate) fn longstr(&mut self) -> Result<Vec<u8>, ProtocolError> {
@@ -112,7 +120,7 @@ impl<'a> Reader<'a> {
         let mut inner = Reader::new(self.take(len)?);
         let mut table = FieldTable::new();
         while inner.remaining() > 0 {
-            let key = inner.shortstr()?;
+            let key = inner.table_key()?;
             let value = inner.field_value(depth)?;
             table.push(key, value);
         }
@@ -173,10 +181,11 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Decodes UTF-8, replacing invalid sequences, without copying twice.
-fn utf8_lossy(bytes: &[u8]) -> String {
+/// Decodes UTF-8, replacing invalid sequences, without copying twice;
+/// `own` makes the `String` of valid text.
+fn utf8_lossy(bytes: &[u8], own: fn(&str) -> String) -> String {
     match std::str::from_utf8(bytes) {
-        Ok(s) => s.to_owned(),
+        Ok(s) => own(s),
         Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }

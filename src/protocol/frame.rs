@@ -443,6 +443,56 @@ pub struct Content {
     pub body: Vec<u8>,
 }
 
+impl Content {
+    /// Gives the message's strings and properties box back to this thread's
+    /// decode cache, so that the next message decoded on this thread needs
+    /// no allocation but its body. The client does this after each consumer
+    /// callback; call it when you decode with [`FrameDecoder`] yourself.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::protocol::{BasicDeliver, Content, Method};
+    /// let content = Content { method: Method::from(BasicDeliver::default()), properties: Default::default(), body: vec![] };
+    /// content.recycle();
+    /// ```
+    pub fn recycle(self) {
+        recycle_method(self.method);
+        super::spare::give_properties(self.properties);
+    }
+}
+
+/// Gives a content method's strings back to the decode cache.
+pub(crate) fn recycle_method(method: Method) {
+    use super::spare::give_string;
+    match method {
+        Method::BasicDeliver(d) => recycle_deliver(d),
+        Method::BasicGetOk(g) => {
+            give_string(g.exchange);
+            give_string(g.routing_key);
+        }
+        Method::BasicReturn(r) => {
+            give_string(r.reply_text);
+            give_string(r.exchange);
+            give_string(r.routing_key);
+        }
+        _ => {}
+    }
+}
+
+/// Gives a `basic.deliver`'s strings back to the decode cache.
+pub(crate) fn recycle_deliver(d: super::method::BasicDeliver) {
+    super::spare::give_string(d.consumer_tag);
+    super::spare::give_string(d.exchange);
+    super::spare::give_string(d.routing_key);
+}
+
+/// Gives a delivery's buffers (but the body) back to the decode cache.
+pub(crate) fn recycle_delivery(d: super::method::BasicDeliver, properties: Box<BasicProperties>) {
+    recycle_deliver(d);
+    super::spare::give_properties(properties);
+}
+
 /// Where one channel is in receiving content.
 // One per channel, updated in place: boxing the large variant would cost an
 // allocation per message for nothing.

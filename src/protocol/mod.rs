@@ -26,6 +26,7 @@ mod error;
 mod frame;
 mod method;
 mod properties;
+mod spare;
 mod table;
 
 pub use codec::{MAX_NESTING_DEPTH, SHORTSTR_MAX};
@@ -38,6 +39,8 @@ pub use frame::{
 pub use method::*;
 pub use properties::{BasicProperties, ContentHeader, DeliveryMode, PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE};
 pub use table::{Decimal, FieldTable, FieldValue};
+
+pub(crate) use frame::recycle_delivery;
 
 /// Encodes a field table on its own (u32 length and entries), as pika's
 /// `pika.data.encode_table` does.

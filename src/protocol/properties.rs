@@ -94,7 +94,9 @@ macro_rules! properties {
                 Ok(())
             }
 
-            pub(crate) fn decode_from(r: &mut Reader<'_>) -> Result<Self, ProtocolError> {
+            /// Decodes in place: every field is overwritten (absent ones
+            /// become `None`), so a reused value needs no reset first.
+            pub(crate) fn decode_into(&mut self, r: &mut Reader<'_>) -> Result<(), ProtocolError> {
                 let flags = r.short()?;
                 // Bit 0 says another flags word follows. Basic has no
                 // properties beyond the first word, so any further flag set
@@ -110,9 +112,8 @@ macro_rules! properties {
                 if flags & 0b10 != 0 {
                     return Err(ProtocolError::UnknownPropertyFlags(flags));
                 }
-                let mut props = BasicProperties::default();
-                $( if flags & (1 << $bit) != 0 { props.$field = Some(properties!(@read r, $kind)); } )*
-                Ok(props)
+                $( self.$field = if flags & (1 << $bit) != 0 { Some(properties!(@read r, $kind)) } else { None }; )*
+                Ok(())
             }
         }
     };
@@ -240,7 +241,8 @@ impl ContentHeader {
         if body_size > max_message_size {
             return Err(ProtocolError::MessageTooLarge { size: body_size, limit: max_message_size });
         }
-        let properties = Box::new(BasicProperties::decode_from(&mut r)?);
+        let mut properties = super::spare::properties();
+        properties.decode_into(&mut r)?;
         r.finish()?;
         Ok(ContentHeader { class_id, body_size, properties })
     }
