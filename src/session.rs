@@ -674,7 +674,7 @@ impl Session {
                 reply_code::COMMAND_INVALID,
             ));
         }
-        let ch = self.channels.get_mut(&number).expect("checked by handle_channel_frame");
+        let ch = self.channels.get_mut(&number).ok_or_else(closed_channel)?;
         // After sending channel.close, only close and close-ok matter (C10).
         if ch.state == ChanState::Closing && !matches!(method, Method::ChannelClose(_) | Method::ChannelCloseOk(_)) {
             return Ok(());
@@ -694,7 +694,7 @@ impl Session {
             Method::BasicAck(ack) => self.handle_confirm(number, ack.delivery_tag, ack.multiple, true),
             Method::BasicNack(nack) => self.handle_confirm(number, nack.delivery_tag, nack.multiple, false),
             Method::BasicCancel(cancel) => {
-                let ch = self.channels.get_mut(&number).expect("present");
+                let ch = self.channels.get_mut(&number).ok_or_else(closed_channel)?;
                 if let Some(info) = ch.consumers.get(&cancel.consumer_tag) {
                     if info.generator {
                         if let Some(g) = &mut ch.generator {
@@ -726,7 +726,7 @@ impl Session {
     }
 
     fn handle_content(&mut self, number: u16, content: Content) -> Result<()> {
-        let ch = self.channels.get_mut(&number).expect("checked by handle_channel_frame");
+        let ch = self.channels.get_mut(&number).ok_or_else(closed_channel)?;
         let Content { method, properties, body } = content;
         match method {
             Method::BasicDeliver(deliver) => {
@@ -790,7 +790,7 @@ impl Session {
     }
 
     fn handle_confirm(&mut self, number: u16, tag: u64, multiple: bool, ack: bool) -> Result<()> {
-        let ch = self.channels.get_mut(&number).expect("present");
+        let ch = self.channels.get_mut(&number).ok_or_else(closed_channel)?;
         let Some(c) = &mut ch.confirms else {
             return Err(self.protocol_failure(
                 ProtocolError::UnexpectedFrame("basic.ack or basic.nack on a channel not in confirm mode"),

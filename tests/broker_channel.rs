@@ -218,9 +218,7 @@ fn queue_declare_names_server_queues_and_reports_message_and_consumer_counts() {
     assert!(ok.queue.starts_with("amq.gen-"), "{}", ok.queue);
     assert_eq!((ok.message_count, ok.consumer_count), (0, 0));
     let q = ok.queue;
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     // Redeclaring an `amq.*` name non-passively is refused by RabbitMQ (403),
     // and the count lags the publishes a little (the broker is asynchronous).
     let mut seen = None;
@@ -289,9 +287,7 @@ fn queue_arguments_are_applied_by_the_broker() {
             .arguments(FieldTable::from([("x-max-length", FieldValue::from(2)), ("x-queue-type", "classic".into())])),
     )
     .unwrap();
-    for i in 0..5 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 5);
     wait_count(&conn, &q, 2);
     assert_eq!(drain_bodies(&ch, &q), ["m3", "m4"], "x-max-length drops from the head");
 
@@ -336,9 +332,7 @@ fn queue_purge_returns_the_count_and_empties_the_queue() {
     let conn = connect("ch-qpurge");
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch);
-    for i in 0..4 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 4);
     wait_count(&conn, &q, 4);
     assert_eq!(ch.queue_purge(&q).unwrap().message_count, 4);
     assert_eq!(message_count(&conn, &q), 0);
@@ -439,9 +433,7 @@ fn basic_get_returns_none_on_empty_and_counts_the_rest_and_flags_redeliveries() 
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch);
     assert!(ch.basic_get(&q, false).unwrap().is_none());
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     wait_count(&conn, &q, 3);
     let (m, _, body) = ch.basic_get(&q, false).unwrap().expect("m0");
     assert_eq!(body, b"m0");
@@ -490,9 +482,7 @@ fn ack_multiple_acknowledges_everything_up_to_the_tag() {
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "ack-multiple");
-    for i in 0..5 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 5);
     wait_count(&conn, &q, 5);
     let tags: Vec<u64> = (0..5).map(|_| ch.basic_get(&q, false).unwrap().unwrap().0.delivery_tag).collect();
     ch.basic_ack(tags[2], true).unwrap();
@@ -537,9 +527,7 @@ fn basic_qos_prefetch_count_limits_unacked_deliveries_until_an_ack() {
     let conn = connect("ch-qos");
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch);
-    for i in 0..5 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 5);
     ch.basic_qos(BasicQosOptions::default().prefetch_count(2)).unwrap();
     let tags = Rc::new(RefCell::new(Vec::new()));
     let t = tags.clone();
@@ -737,9 +725,7 @@ fn basic_consume_with_auto_ack_removes_messages_as_they_are_delivered() {
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "auto-ack");
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     let bodies = Rc::new(RefCell::new(Vec::new()));
     let b = bodies.clone();
     ch.basic_consume(
@@ -840,9 +826,7 @@ fn basic_cancel_requeues_undispatched_manual_ack_messages() {
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "cancel-manual");
-    for i in 0..5 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 5);
     wait_count(&conn, &q, 5);
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
@@ -878,9 +862,7 @@ fn basic_cancel_returns_undispatched_auto_ack_messages() {
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "cancel-auto");
-    for i in 0..5 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 5);
     wait_count(&conn, &q, 5);
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
@@ -960,9 +942,7 @@ fn consume_iterator_yields_messages_then_none_on_inactivity_and_ends_on_cancel()
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "consume-iter");
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     wait_count(&conn, &q, 3);
     let opts = ConsumeOptions::default().inactivity_timeout(0.5);
     let mut it = ch.consume(&q, opts.clone());

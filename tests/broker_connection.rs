@@ -614,9 +614,7 @@ fn an_error_returned_by_a_callback_comes_out_of_start_consuming_and_consuming_ca
     let conn = connect("conn-callback-error");
     let ch = conn.channel().unwrap();
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     let seen = Rc::new(RefCell::new(Vec::new()));
     let s = seen.clone();
     let tag = ch
@@ -655,9 +653,7 @@ fn closing_the_channel_inside_its_own_callback_ends_start_consuming() {
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "close-channel-in-callback");
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
     ch.basic_consume(
@@ -683,9 +679,7 @@ fn a_worker_thread_acks_through_add_callback_threadsafe() {
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "threaded-acks");
-    for i in 0..10 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 10);
     ch.basic_qos(BasicQosOptions::default().prefetch_count(3)).unwrap();
     let handle = conn.threadsafe_handle();
     let number = ch.channel_number();
@@ -731,9 +725,7 @@ fn closing_the_connection_cancels_consumers_and_requeues_unacked_messages() {
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "close-requeues");
-    for i in 0..4 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 4);
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
     ch.basic_consume(

@@ -26,9 +26,7 @@ fn basic_ack_inside_callback_is_sent_before_the_next_delivery_with_prefetch_one(
     let conn = connect("reentrancy-ack");
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-ack");
-    for i in 0..N {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, N);
     // With one unacked message allowed, delivery k+1 exists only once the
     // broker has the ack of delivery k: all N arrive only if each ack left
     // from inside its callback.
@@ -177,9 +175,7 @@ fn start_consuming_inside_a_callback_returns_reentrancy_error_and_the_outer_loop
     let conn = connect("reentrancy-start-consuming");
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-start");
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     let results: Rc<RefCell<Vec<String>>> = Rc::default();
     let results2 = results.clone();
     ch.basic_consume(
@@ -208,9 +204,7 @@ fn callback_error_stops_start_consuming_and_the_next_start_consuming_resumes_the
     let conn = connect("reentrancy-callback-error");
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-error");
-    for i in 0..N {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, N);
     let log: Log = Rc::default();
     let log2 = log.clone();
     let tag = ch
@@ -281,9 +275,7 @@ fn connection_close_inside_a_callback_makes_start_consuming_return_ok() {
     let conn = connect("reentrancy-close");
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-close");
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     let log: Log = Rc::default();
     let log2 = log.clone();
     ch.basic_consume(
@@ -350,9 +342,7 @@ fn basic_cancel_of_its_own_consumer_inside_the_callback_ends_start_consuming_and
     let conn = connect("reentrancy-self-cancel");
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-cancel");
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     let log: Log = Rc::default();
     let log2 = log.clone();
     ch.basic_consume(
@@ -401,9 +391,7 @@ fn channel_close_inside_a_callback_makes_start_consuming_return_ok_and_requeues_
     let conn = connect("reentrancy-channel-close");
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-channel-close");
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     let log: Log = Rc::default();
     let log2 = log.clone();
     ch.basic_consume(
@@ -537,9 +525,7 @@ fn acks_queued_from_worker_threads_with_add_callback_threadsafe_reach_the_broker
     let conn = connect("reentrancy-threadsafe-ack");
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-threaded");
-    for i in 0..N {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, N);
     ch.basic_qos(BasicQosOptions::default().prefetch_count(1)).unwrap();
     let handle = conn.threadsafe_handle();
     let number = ch.channel_number();
@@ -585,9 +571,7 @@ fn basic_get_inside_a_callback_returns_the_message_of_another_queue() {
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-get-trigger");
     let other = declare_queue(&ch, &mut cleanup, "reentrancy-get-other");
     ch.basic_publish("", &other, "fetched inside", Default::default()).unwrap();
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     let log: Log = Rc::default();
     let (log2, other2) = (log.clone(), other.clone());
     ch.basic_consume(

@@ -38,9 +38,7 @@ fn consumer_callback_acks_and_stops_consuming() {
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "smoke-consume");
-    for i in 0..3 {
-        ch.basic_publish("", &q, format!("m{i}"), Default::default()).unwrap();
-    }
+    publish_numbered(&ch, &q, 3);
     let seen = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let seen2 = seen.clone();
     ch.basic_consume(

@@ -162,3 +162,10 @@ pub fn safety_timer(conn: &BlockingConnection, seconds: f64, what: &str) -> Time
 pub fn text(body: &[u8]) -> String {
     String::from_utf8_lossy(body).into_owned()
 }
+
+/// Publishes `n` messages `m0`, `m1`, ... to `queue` through the default exchange.
+pub fn publish_numbered(ch: &BlockingChannel, queue: &str, n: usize) {
+    for i in 0..n {
+        ch.basic_publish("", queue, format!("m{i}"), Default::default()).expect("basic_publish");
+    }
+}
