@@ -546,6 +546,19 @@ fn body_longer_than_declared_is_unexpected_frame() {
 }
 
 #[test]
+fn after_an_error_the_partial_content_is_dropped_and_the_next_message_assembles() {
+    let mut asm = expecting_body(5);
+    assert_eq!(asm.push(body(b"abc")), Ok(None));
+    assert!(asm.push(body(b"defgh")).is_err());
+    assert!(!asm.in_progress(), "the partial message is gone");
+    assert!(matches!(asm.push(body(b"x")), Err(ProtocolError::UnexpectedFrame(_))), "idle again");
+    assert_eq!(asm.push(Frame::Method { channel: 1, method: deliver_method() }), Ok(None));
+    assert_eq!(asm.push(header(2)), Ok(None));
+    let done = asm.push(body(b"hi")).unwrap().and_then(|a| a.into_content()).expect("a whole message");
+    assert_eq!(done.body, b"hi");
+}
+
+#[test]
 fn method_before_the_body_is_complete_is_unexpected_frame() {
     let mut asm = expecting_body(10);
     assert_eq!(asm.push(body(b"abc")), Ok(None));

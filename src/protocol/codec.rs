@@ -95,7 +95,7 @@ impl<'a> Reader<'a> {
     /// name some other client published can never make a message undeliverable.
     pub(crate) fn shortstr(&mut self) -> Result<String, ProtocolError> {
         let len = usize::from(self.octet()?);
-        Ok(utf8_lossy(self.take(len)?, super::spare::string))
+        Ok(super::spare::text(self.take(len)?))
     }
 
     /// A table key: a short string sized exactly (a table may hold
@@ -103,7 +103,7 @@ impl<'a> Reader<'a> {
     /// strings).
     fn table_key(&mut self) -> Result<String, ProtocolError> {
         let len = usize::from(self.octet()?);
-        Ok(utf8_lossy(self.take(len)?, str::to_owned))
+        Ok(String::from_utf8_lossy(self.take(len)?).into_owned())
     }
 
     pub(crate) fn longstr(&mut self) -> Result<Vec<u8>, ProtocolError> {
@@ -178,15 +178,6 @@ impl<'a> Reader<'a> {
             other => return Err(ProtocolError::UnknownFieldType(other)),
         };
         Ok(value)
-    }
-}
-
-/// Decodes UTF-8, replacing invalid sequences, without copying twice;
-/// `own` makes the `String` of valid text.
-fn utf8_lossy(bytes: &[u8], own: fn(&str) -> String) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(s) => own(s),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
 

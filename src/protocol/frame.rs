@@ -357,6 +357,7 @@ impl FrameDecoder {
     /// let err = FrameDecoder::new().decode(&[1, 0, 1, 0x40, 0, 0, 0]).unwrap_err();
     /// assert!(matches!(err, ProtocolError::FrameTooLarge { .. }));
     /// ```
+    #[inline]
     pub fn decode(&self, buf: &[u8]) -> Result<Option<(Frame, usize)>, ProtocolError> {
         if buf.len() < FRAME_HEADER_SIZE {
             if let Some(&t) = buf.first() {
@@ -457,8 +458,10 @@ impl Content {
     /// content.recycle();
     /// ```
     pub fn recycle(self) {
-        recycle_method(self.method);
+        // Properties first: the cache hands strings back last in, first out,
+        // and the method's strings are decoded first.
         super::spare::give_properties(self.properties);
+        recycle_method(self.method);
     }
 }
 
@@ -468,46 +471,30 @@ pub(crate) fn recycle_method(method: Method) {
     match method {
         Method::BasicDeliver(d) => recycle_deliver(d),
         Method::BasicGetOk(g) => {
-            give_string(g.exchange);
             give_string(g.routing_key);
+            give_string(g.exchange);
         }
         Method::BasicReturn(r) => {
-            give_string(r.reply_text);
-            give_string(r.exchange);
             give_string(r.routing_key);
+            give_string(r.exchange);
+            give_string(r.reply_text);
         }
         _ => {}
     }
 }
 
-/// Gives a `basic.deliver`'s strings back to the decode cache.
+/// Gives a `basic.deliver`'s strings back to the decode cache, in the
+/// reverse of decoding order.
 pub(crate) fn recycle_deliver(d: super::method::BasicDeliver) {
-    super::spare::give_string(d.consumer_tag);
-    super::spare::give_string(d.exchange);
     super::spare::give_string(d.routing_key);
+    super::spare::give_string(d.exchange);
+    super::spare::give_string(d.consumer_tag);
 }
 
 /// Gives a delivery's buffers (but the body) back to the decode cache.
 pub(crate) fn recycle_delivery(d: super::method::BasicDeliver, properties: Box<BasicProperties>) {
-    recycle_deliver(d);
     super::spare::give_properties(properties);
-}
-
-/// Where one channel is in receiving content.
-// One per channel, updated in place: boxing the large variant would cost an
-// allocation per message for nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Default)]
-enum AssemblyState {
-    #[default]
-    Idle,
-    ExpectHeader(Method),
-    ExpectBody {
-        method: Method,
-        properties: Box<BasicProperties>,
-        body_size: u64,
-        body: Vec<u8>,
-    },
+    recycle_deliver(d);
 }
 
 /// Assembles content for one channel: a content method, then exactly one
@@ -529,7 +516,14 @@ enum AssemblyState {
 /// ```
 #[derive(Debug, Default)]
 pub struct ContentAssembler {
-    state: AssemblyState,
+    /// The content method being received; `None` when idle.
+    method: Option<Method>,
+    /// Its properties, once the header has come.
+    properties: Option<Box<BasicProperties>>,
+    /// The body size the header declared.
+    body_size: u64,
+    /// The body received so far.
+    body: Vec<u8>,
 }
 
 /// What [`ContentAssembler::push`] hands back once it has something.
@@ -577,7 +571,7 @@ impl ContentAssembler {
     /// assert!(!pikars::protocol::ContentAssembler::default().in_progress());
     /// ```
     pub fn in_progress(&self) -> bool {
-        !matches!(self.state, AssemblyState::Idle)
+        self.method.is_some()
     }
 
     /// Feeds one frame of this channel. Returns `None` while content is
@@ -588,7 +582,8 @@ impl ContentAssembler {
     ///
     /// [`ProtocolError::UnexpectedFrame`] for a frame out of sequence or a
     /// body longer than declared; [`ProtocolError::BadContentClass`] for a
-    /// header whose class differs from its method's.
+    /// header whose class differs from its method's. The partial content is
+    /// then dropped.
     ///
     /// # Example
     ///
@@ -597,70 +592,64 @@ impl ContentAssembler {
     /// let mut asm = ContentAssembler::default();
     /// assert!(asm.push(Frame::Body { channel: 1, payload: vec![1] }).is_err());
     /// ```
+    #[inline]
     pub fn push(&mut self, frame: Frame) -> Result<Option<Assembled>, ProtocolError> {
-        match (std::mem::take(&mut self.state), frame) {
-            (state, Frame::Heartbeat) => {
-                self.state = state;
-                Ok(None)
-            }
-            (AssemblyState::Idle, Frame::Method { method, .. }) => {
-                if method.has_content() {
-                    self.state = AssemblyState::ExpectHeader(method);
-                    Ok(None)
-                } else {
-                    Ok(Some(Assembled::Method(method)))
+        // The state is updated in place: the method, properties and body
+        // move out only when the message is complete.
+        let result = match (&self.method, &self.properties, frame) {
+            (_, _, Frame::Heartbeat) => return Ok(None),
+            (None, _, Frame::Method { method, .. }) => {
+                if !method.has_content() {
+                    return Ok(Some(Assembled::Method(method)));
                 }
+                self.method = Some(method);
+                return Ok(None);
             }
-            (AssemblyState::Idle, Frame::Header { .. }) => {
-                Err(ProtocolError::UnexpectedFrame("content header without a content method"))
-            }
-            (AssemblyState::Idle, Frame::Body { .. }) => {
-                Err(ProtocolError::UnexpectedFrame("content body without a content header"))
-            }
-            (AssemblyState::ExpectHeader(method), Frame::Header { header, .. }) => {
+            (None, _, Frame::Header { .. }) => Err("content header without a content method"),
+            (None, _, Frame::Body { .. }) => Err("content body without a content header"),
+            (Some(method), None, Frame::Header { header, .. }) => {
                 if header.class_id != method.class_id() {
+                    self.reset();
                     return Err(ProtocolError::BadContentClass(header.class_id));
                 }
-                if header.body_size == 0 {
-                    return Ok(Some(Assembled::Content(Content {
-                        method,
-                        properties: header.properties,
-                        body: Vec::new(),
-                    })));
-                }
-                self.state = AssemblyState::ExpectBody {
-                    method,
-                    properties: header.properties,
-                    body_size: header.body_size,
-                    body: Vec::new(),
-                };
-                Ok(None)
+                self.properties = Some(header.properties);
+                self.body_size = header.body_size;
+                Ok(())
             }
-            (AssemblyState::ExpectHeader(_), _) => {
-                Err(ProtocolError::UnexpectedFrame("expected a content header after a content method"))
-            }
-            (AssemblyState::ExpectBody { method, properties, body_size, mut body }, Frame::Body { payload, .. }) => {
-                let have = body.len() as u64 + payload.len() as u64;
-                if have > body_size {
-                    return Err(ProtocolError::UnexpectedFrame("content body longer than declared"));
-                }
-                if body.is_empty() {
-                    // The common single-frame body moves without a copy.
-                    body = payload;
+            (Some(_), None, _) => Err("expected a content header after a content method"),
+            (Some(_), Some(_), Frame::Body { payload, .. }) => {
+                if self.body.len() as u64 + payload.len() as u64 > self.body_size {
+                    Err("content body longer than declared")
                 } else {
-                    body.extend_from_slice(&payload);
-                }
-                if have == body_size {
-                    Ok(Some(Assembled::Content(Content { method, properties, body })))
-                } else {
-                    self.state = AssemblyState::ExpectBody { method, properties, body_size, body };
-                    Ok(None)
+                    if self.body.is_empty() {
+                        // The common single-frame body moves without a copy.
+                        self.body = payload;
+                    } else {
+                        self.body.extend_from_slice(&payload);
+                    }
+                    Ok(())
                 }
             }
-            (AssemblyState::ExpectBody { .. }, _) => {
-                Err(ProtocolError::UnexpectedFrame("expected a content body frame before anything else on the channel"))
-            }
+            (Some(_), Some(_), _) => Err("expected a content body frame before anything else on the channel"),
+        };
+        if let Err(what) = result {
+            self.reset();
+            return Err(ProtocolError::UnexpectedFrame(what));
         }
+        if self.body.len() as u64 != self.body_size {
+            return Ok(None);
+        }
+        match (self.method.take(), self.properties.take()) {
+            (Some(method), Some(properties)) => {
+                Ok(Some(Assembled::Content(Content { method, properties, body: std::mem::take(&mut self.body) })))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Drops any partial content.
+    fn reset(&mut self) {
+        *self = ContentAssembler::default();
     }
 }
 

@@ -4,8 +4,10 @@
 //! Decoding takes from it; the connection gives a delivery's buffers back
 //! after its callback has run ([`super::Content::recycle`] does the same for
 //! direct users of the codec). In a steady stream of deliveries the body is
-//! then the only allocation per message. The cache is bounded and holds no
-//! data: strings are cleared and properties reset before they are reused.
+//! then the only allocation per message. The cache is bounded. A cached
+//! string keeps its old text until it is reused, so that a name that repeats
+//! is only compared; what a reused string or properties box holds is always
+//! exactly the new message's data.
 
 use std::cell::RefCell;
 
@@ -34,19 +36,29 @@ mod cache {
 }
 use cache::{PROPERTIES, STRINGS};
 
-/// A copy of `s`, in a spare string if one is cached.
-pub(crate) fn string(s: &str) -> String {
+/// `bytes` as a `String` (invalid UTF-8 replaced), in a spare string if one
+/// is cached.
+///
+/// Spares are handed back in the reverse of decoding order, so in a stream
+/// of deliveries the spare popped here usually held the same field of the
+/// previous message: a consumer tag, exchange or routing key that repeats
+/// is then neither validated nor copied again, only compared.
+pub(crate) fn text(bytes: &[u8]) -> String {
     let spare = STRINGS.try_with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.pop())).ok().flatten();
     match spare {
+        Some(spare) if spare.as_bytes() == bytes => spare,
         Some(mut spare) => {
             spare.clear();
-            spare.push_str(s);
+            match std::str::from_utf8(bytes) {
+                Ok(s) => spare.push_str(s),
+                Err(_) => spare.push_str(&String::from_utf8_lossy(bytes)),
+            }
             spare
         }
         None => {
             // Room for most names, so that any cached string fits the next.
-            let mut fresh = String::with_capacity(s.len().max(MIN_STRING_CAPACITY));
-            fresh.push_str(s);
+            let mut fresh = String::with_capacity(bytes.len().max(MIN_STRING_CAPACITY));
+            fresh.push_str(&String::from_utf8_lossy(bytes));
             fresh
         }
     }
@@ -77,17 +89,18 @@ pub(crate) fn properties() -> Box<BasicProperties> {
 /// Keeps the box of `properties` (emptied; its strings are kept too).
 pub(crate) fn give_properties(mut properties: Box<BasicProperties>) {
     let p = &mut *properties;
+    // In the reverse of decoding order (see `text`).
     for s in [
-        &mut p.content_type,
-        &mut p.content_encoding,
-        &mut p.correlation_id,
-        &mut p.reply_to,
-        &mut p.expiration,
-        &mut p.message_id,
-        &mut p.type_,
-        &mut p.user_id,
-        &mut p.app_id,
         &mut p.cluster_id,
+        &mut p.app_id,
+        &mut p.user_id,
+        &mut p.type_,
+        &mut p.message_id,
+        &mut p.expiration,
+        &mut p.reply_to,
+        &mut p.correlation_id,
+        &mut p.content_encoding,
+        &mut p.content_type,
     ] {
         if let Some(s) = s.take() {
             give_string(s);
@@ -115,7 +128,12 @@ mod tests {
     #[test]
     fn reused_buffers_hold_nothing_of_their_past() {
         give_string("old text".to_string());
-        assert_eq!(string("new"), "new");
+        assert_eq!(text(b"new"), "new");
+        give_string("same".to_string());
+        assert_eq!(text(b"same"), "same");
+        give_string("valid".to_string());
+        assert_eq!(text(b"in\xffvalid"), "in\u{fffd}valid");
+        assert_eq!(text(b"fresh \xff"), "fresh \u{fffd}");
         let mut p = properties();
         p.content_type = Some("x".into());
         p.priority = Some(9);
