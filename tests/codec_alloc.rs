@@ -136,3 +136,52 @@ fn a_steady_stream_of_recycled_deliveries_allocates_only_the_bodies() {
         content.recycle();
     }
 }
+
+/// A read can bring about a thousand small deliveries, all decoded before
+/// the first callback runs and recycles its buffers: the cache keeps enough
+/// for a thousand, and names that change from one delivery to the next are
+/// decoded right (compared with the cached string, then replaced).
+#[test]
+fn a_thousand_deliveries_decoded_before_any_is_recycled_allocate_only_their_bodies() {
+    const BATCH: usize = 1000;
+    let delivery = |i: usize| BasicDeliver {
+        consumer_tag: format!("ctag{}", i % 3),
+        delivery_tag: i as u64 + 1,
+        redelivered: i % 2 == 1,
+        exchange: "amq.topic".into(),
+        routing_key: format!("orders.{}", ["created", "updated", "créé"][i % 3]),
+    };
+    let properties = |i: usize| BasicProperties::default().correlation_id(format!("id-{i}")).content_type("text/plain");
+    let body = pattern_body(64, 5);
+    let mut wire = Vec::new();
+    for i in 0..BATCH {
+        wire.extend(content_frames(1, delivery(i), properties(i), &body, 4088));
+    }
+    let mut decoder = FrameDecoder::new();
+    decoder.set_frame_max(FRAME_MAX_SIZE);
+    let mut assembler = ContentAssembler::default();
+    let mut decode_all = || {
+        let mut rest = &wire[..];
+        let mut contents = Vec::with_capacity(BATCH);
+        while let Some((frame, used)) = decoder.decode(rest).unwrap() {
+            rest = &rest[used..];
+            if let Some(assembled) = assembler.push(frame).unwrap() {
+                contents.push(assembled.into_content().expect("a message"));
+            }
+        }
+        contents
+    };
+    decode_all().into_iter().for_each(Content::recycle);
+    for _ in 0..3 {
+        let (contents, stats) = measure(&mut decode_all);
+        // The bodies and the one `Vec` holding the batch.
+        assert_eq!(stats.count, BATCH + 1, "{stats:?}");
+        assert_eq!(contents.len(), BATCH);
+        for (i, content) in contents.iter().enumerate() {
+            assert_eq!(content.method, Method::from(delivery(i)));
+            assert_eq!(*content.properties, properties(i));
+            assert_eq!(content.body, body);
+        }
+        contents.into_iter().for_each(Content::recycle);
+    }
+}

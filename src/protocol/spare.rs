@@ -13,11 +13,13 @@ use std::cell::RefCell;
 
 use super::properties::BasicProperties;
 
-/// Most strings kept per thread (a read can bring hundreds of deliveries
-/// before the first is dispatched and recycled): at most 64 KiB.
-const MAX_SPARE_STRINGS: usize = 1024;
-/// Most property boxes kept per thread: at most about 72 KiB.
-const MAX_SPARE_PROPERTIES: usize = 256;
+/// Most bytes of string capacity kept per thread: about 8,000 names of 64
+/// bytes, enough for the ~1000 deliveries one 256 KiB read can bring before
+/// the first is dispatched and recycled, each with its three names and a
+/// few string properties.
+const MAX_SPARE_STRING_BYTES: usize = 512 * 1024;
+/// Most property boxes kept per thread (288 bytes each: 288 KiB).
+const MAX_SPARE_PROPERTIES: usize = 1024;
 /// Capacity of the strings the decoder creates: names up to this length
 /// reuse any cached string without growing it.
 const MIN_STRING_CAPACITY: usize = 64;
@@ -30,11 +32,25 @@ const MAX_STRING_CAPACITY: usize = 256;
 mod cache {
     use super::*;
     thread_local! {
-        pub(super) static STRINGS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+        pub(super) static STRINGS: RefCell<Strings> = const { RefCell::new(Strings { list: Vec::new(), bytes: 0 }) };
         pub(super) static PROPERTIES: RefCell<Vec<Box<BasicProperties>>> = const { RefCell::new(Vec::new()) };
     }
 }
 use cache::{PROPERTIES, STRINGS};
+
+/// The cached strings and the sum of their capacities.
+struct Strings {
+    list: Vec<String>,
+    bytes: usize,
+}
+
+impl Strings {
+    fn pop(&mut self) -> Option<String> {
+        let s = self.list.pop()?;
+        self.bytes -= s.capacity();
+        Some(s)
+    }
+}
 
 /// `bytes` as a `String` (invalid UTF-8 replaced), in a spare string if one
 /// is cached.
@@ -71,8 +87,9 @@ pub(crate) fn give_string(s: String) {
     }
     let _ = STRINGS.try_with(|c| {
         if let Ok(mut c) = c.try_borrow_mut() {
-            if c.len() < MAX_SPARE_STRINGS {
-                c.push(s);
+            if c.bytes + s.capacity() <= MAX_SPARE_STRING_BYTES {
+                c.bytes += s.capacity();
+                c.list.push(s);
             }
         }
     });
