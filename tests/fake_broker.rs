@@ -6,8 +6,8 @@
 //! configured bound. The fake broker's every read is bounded and its thread
 //! is joined with a bound, so a misbehaving client fails a test, never hangs it.
 mod fake;
+mod support;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -66,58 +66,12 @@ fn is_heartbeat_timeout(e: &Error) -> bool {
     matches!(e, Error::AMQPHeartbeatTimeout(_))
 }
 
-// A counting allocator for the "no per-channel allocation" figures: counts
-// the current thread's live bytes while `measure` runs.
-struct CountingAlloc;
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-thread_local! {
-    static ACTIVE: Cell<bool> = const { Cell::new(false) };
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-}
-
-fn record(delta: isize) {
-    let _ = ACTIVE.try_with(|a| {
-        if a.get() {
-            let live = LIVE.get() + delta;
-            LIVE.set(live);
-            PEAK.set(PEAK.get().max(live));
-        }
-    });
-}
-
-// SAFETY: forwards to `System` unchanged; the bookkeeping uses const
-// thread-locals, which never allocate.
-unsafe impl GlobalAlloc for CountingAlloc {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        record(layout.size() as isize);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        record(-(layout.size() as isize));
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        record(new_size as isize - layout.size() as isize);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 /// Runs `f`; returns its result and the peak bytes this thread had live
-/// (counted from the start) meanwhile.
+/// (counted from the start) meanwhile (the counting allocator of
+/// `tests/support`).
 fn measure<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    LIVE.set(0);
-    PEAK.set(0);
-    ACTIVE.set(true);
-    let r = f();
-    ACTIVE.set(false);
-    (r, PEAK.get().max(0) as usize)
+    let (r, stats) = support::measure(f);
+    (r, stats.peak_bytes)
 }
 
 // ---------------------------------------------------------------------------

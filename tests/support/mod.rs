@@ -1,5 +1,5 @@
 //! Shared by the codec test binaries (`codec_fuzz`, `codec_boundaries`,
-//! `codec_alloc`): a seed corpus of valid frames and streams built in code, a
+//! `codec_alloc`; `fake_broker` uses the allocator): a seed corpus of valid frames and streams built in code, a
 //! driver that runs bytes through `FrameDecoder` and per-channel
 //! `ContentAssembler`s, and a counting global allocator.
 //!
