@@ -1,11 +1,12 @@
 //! Any bytes through `FrameDecoder` and per-channel `ContentAssembler`s, under
 //! three decoder settings: pre-tune (4096), tuned (131072) and unlimited
 //! frame_max with a 1 MiB message limit. Decoding must end in frames or a
-//! `ProtocolError`; every decoded frame must encode back to itself.
+//! `ProtocolError`; every decoded frame must encode back to itself. Complete
+//! messages are recycled into the decode cache, as the client does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pikars::protocol::{ContentAssembler, Frame, FrameDecoder, ProtocolError};
+use pikars::protocol::{Assembled, ContentAssembler, Frame, FrameDecoder, ProtocolError};
 
 fn decoders() -> [FrameDecoder; 3] {
     let pre_tune = FrameDecoder::new();
@@ -55,8 +56,12 @@ fuzz_target!(|data: &[u8]| {
                     assemblers.len() - 1
                 }
             };
-            if assemblers[index].1.push(frame).is_err() {
-                break;
+            match assemblers[index].1.push(frame) {
+                // As the client does after a callback: the next frames
+                // decode into this message's strings and properties box.
+                Ok(Some(Assembled::Content(content))) => content.recycle(),
+                Ok(_) => {}
+                Err(_) => break,
             }
         }
     }
