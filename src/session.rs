@@ -336,7 +336,7 @@ impl Session {
                     "server replied with protocol header {shown:?}: it does not speak AMQP 0-9-1"
                 )));
             }
-            match self.t.next_frame(&self.decoder) {
+            match self.t.next_frame(&self.decoder, Instant::now()) {
                 Ok(Some(frame)) => match frame {
                     Frame::Heartbeat => continue,
                     Frame::Method { channel: 0, method: Method::ConnectionClose(close) } => {
@@ -558,8 +558,10 @@ impl Session {
             Err(Error::Protocol(e)) => return Err(self.decode_failure(e)),
             Err(e) => return Err(self.fail(e)),
         }
+        // Decoding a batch takes microseconds: one time for all its frames.
+        let now = Instant::now();
         loop {
-            let frame = match self.t.next_frame(&self.decoder) {
+            let frame = match self.t.next_frame(&self.decoder, now) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(self.decode_failure(e)),

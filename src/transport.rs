@@ -222,12 +222,15 @@ impl Transport {
         Ok(Transport { io: Arc::new(Mutex::new(io)), keeper: None, peer })
     }
 
-    /// Decodes and consumes the next whole frame in the buffer, if any.
-    pub(crate) fn next_frame(&self, decoder: &FrameDecoder) -> Result<Option<Frame>, ProtocolError> {
+    /// Decodes and consumes the next whole frame in the buffer, if any;
+    /// `now` (read once by the caller for a whole batch of frames: a clock
+    /// read costs as much as decoding a small frame) becomes the liveness
+    /// clock's time if there is one.
+    pub(crate) fn next_frame(&self, decoder: &FrameDecoder, now: Instant) -> Result<Option<Frame>, ProtocolError> {
         let mut io = lock(&self.io);
         let decoded = decoder.decode(&io.buf[io.start..io.end])?;
         Ok(decoded.map(|(frame, used)| {
-            io.last_frame = Instant::now();
+            io.last_frame = now;
             io.start += used;
             if io.start == io.end {
                 io.start = 0;
