@@ -564,7 +564,7 @@ fn basic_recover_with_requeue_redelivers_unacked_messages() {
     ch.basic_consume(
         &q,
         move |_, method, _, body| {
-            s.borrow_mut().push((String::from_utf8_lossy(body).into_owned(), method.redelivered));
+            s.borrow_mut().push((text(body), method.redelivered));
             Ok(())
         },
         BasicConsumeOptions::default(),
@@ -732,7 +732,7 @@ fn basic_consume_with_auto_ack_removes_messages_as_they_are_delivered() {
         &q,
         move |_, m, _, body| {
             assert_eq!(m.exchange, "");
-            b.borrow_mut().push(String::from_utf8_lossy(body).into_owned());
+            b.borrow_mut().push(text(body));
             Ok(())
         },
         BasicConsumeOptions::default().auto_ack(true),
@@ -879,7 +879,7 @@ fn basic_cancel_returns_undispatched_auto_ack_messages() {
     wait_count(&conn, &q, 0);
     ch.flow(true).unwrap();
     let returned = ch.basic_cancel(&tag).unwrap();
-    let bodies: Vec<String> = returned.iter().map(|(_, _, b)| String::from_utf8_lossy(b).into_owned()).collect();
+    let bodies: Vec<String> = returned.iter().map(|(_, _, b)| text(b)).collect();
     assert_eq!(bodies, ["m0", "m1", "m2", "m3", "m4"]);
     assert!(returned.iter().all(|(m, _, _)| m.consumer_tag == tag));
     pump_for(&conn, 0.2);
@@ -905,7 +905,7 @@ fn stop_consuming_with_a_tag_cancels_one_consumer_and_without_cancels_all() {
         .basic_consume(
             &qa,
             move |ch, m, _, body| {
-                la.borrow_mut().push(String::from_utf8_lossy(body).into_owned());
+                la.borrow_mut().push(text(body));
                 ch.stop_consuming(Some(&m.consumer_tag))?;
                 ch.basic_ack(m.delivery_tag, false)?;
                 ch.basic_publish("", &qb2, "b0", Default::default())
@@ -917,7 +917,7 @@ fn stop_consuming_with_a_tag_cancels_one_consumer_and_without_cancels_all() {
         .basic_consume(
             &qb,
             move |ch, m, _, body| {
-                lb.borrow_mut().push(String::from_utf8_lossy(body).into_owned());
+                lb.borrow_mut().push(text(body));
                 ch.basic_ack(m.delivery_tag, false)?;
                 ch.stop_consuming(None)
             },
@@ -1112,7 +1112,7 @@ fn pipelined_confirms_attribute_returns_and_nacks_to_the_right_publish() {
         .map(|(seq, r)| {
             let what = match r {
                 Ok(()) => "ok".to_string(),
-                Err(Error::UnroutableError(m)) => format!("unroutable:{}", String::from_utf8_lossy(&m[0].body)),
+                Err(Error::UnroutableError(m)) => format!("unroutable:{}", text(&m[0].body)),
                 Err(Error::NackError(_)) => "nack".to_string(),
                 Err(e) => format!("{e:?}"),
             };

@@ -588,7 +588,7 @@ fn callbacks_never_nest_even_when_a_callback_makes_blocking_calls() {
     ch.basic_consume(
         &q,
         move |ch, m, _, body| {
-            let n = String::from_utf8_lossy(body).into_owned();
+            let n = text(body);
             l.borrow_mut().push(format!("start{n}"));
             // Blocking calls inside the callback: an RPC, a publish, bounded I/O.
             ch.queue_declare(&q2, QueueDeclareOptions::default().passive(true))?;
@@ -621,7 +621,7 @@ fn an_error_returned_by_a_callback_comes_out_of_start_consuming_and_consuming_ca
         .basic_consume(
             &q,
             move |ch, m, _, body| {
-                let body = String::from_utf8_lossy(body).into_owned();
+                let body = text(body);
                 s.borrow_mut().push(body.clone());
                 if body == "m0" {
                     return Err(Error::from_callback(std::io::Error::other("boom")));

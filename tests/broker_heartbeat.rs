@@ -62,7 +62,7 @@ fn callback_that_blocks_longer_than_two_heartbeat_intervals_makes_start_consumin
         BasicConsumeOptions::default(),
     )
     .unwrap();
-    conn.call_later(30.0, |_| Err(pikars::Error::from_callback(std::io::Error::other("safety timer")))).unwrap();
+    safety_timer(&conn, 30.0, "the consuming call");
     let err = ch.start_consuming().unwrap_err();
     assert!(err.is_connection_error(), "expected a connection error, got {err:?}");
     assert!(conn.is_closed());
@@ -99,7 +99,7 @@ fn long_job_in_a_worker_thread_acked_through_add_callback_threadsafe_keeps_the_c
         BasicConsumeOptions::default(),
     )
     .unwrap();
-    conn.call_later(30.0, |_| Err(pikars::Error::from_callback(std::io::Error::other("safety timer")))).unwrap();
+    safety_timer(&conn, 30.0, "the consuming call");
     ch.start_consuming().unwrap();
     let job = worker.borrow_mut().take().expect("the job started");
     job.join().expect("worker thread").unwrap();
@@ -133,7 +133,7 @@ fn long_callback_that_calls_process_data_events_in_slices_keeps_the_connection_a
         BasicConsumeOptions::default(),
     )
     .unwrap();
-    conn.call_later(30.0, |_| Err(pikars::Error::from_callback(std::io::Error::other("safety timer")))).unwrap();
+    safety_timer(&conn, 30.0, "the consuming call");
     ch.start_consuming().unwrap();
     assert!(conn.is_open());
     assert!(connection_pid(test).is_some(), "the broker kept the connection");

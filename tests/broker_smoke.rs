@@ -44,7 +44,7 @@ fn consumer_callback_acks_and_stops_consuming() {
     ch.basic_consume(
         &q,
         move |ch, method, _props, body| {
-            seen2.borrow_mut().push(String::from_utf8_lossy(body).into_owned());
+            seen2.borrow_mut().push(text(body));
             ch.basic_ack(method.delivery_tag, false)?;
             if seen2.borrow().len() == 3 {
                 ch.stop_consuming(None)?;
