@@ -6,6 +6,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::connection::{seconds, BlockingConnection, Shared};
+use crate::core::{expect, Delivery, Generator, LoopStatus, Outcome, Publish, Reply};
 use crate::error::{Error, Result};
 use crate::protocol::{
     BasicAck, BasicCancel, BasicConsume, BasicConsumeOk, BasicDeliver, BasicGet, BasicGetOk, BasicNack,
@@ -13,7 +14,7 @@ use crate::protocol::{
     ExchangeDeclare, ExchangeDelete, ExchangeUnbind, FieldTable, Method, QueueBind, QueueDeclare, QueueDeclareOk,
     QueueDelete, QueueDeleteOk, QueuePurge, QueuePurgeOk, QueueUnbind, TxCommit, TxRollback, TxSelect,
 };
-use crate::session::{expect, ConsumerInfo, Delivery, Generator, Outcome, Reply, Session};
+use crate::session::Session;
 
 /// pika's `ExchangeType`: `direct` (the default), `fanout`, `headers`,
 /// `topic`, or any other type name a plugin provides.
@@ -303,7 +304,7 @@ impl BlockingChannel {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Session, u16, u64) -> R) -> R {
-        f(&mut self.shared.session.borrow_mut(), self.number, self.id)
+        self.shared.with_session(|s| f(s, self.number, self.id))
     }
 
     fn rpc(&self, method: impl Into<Method>, expect: &'static [(u16, u16)]) -> Result<Reply> {
@@ -318,11 +319,7 @@ impl BlockingChannel {
     }
 
     fn send(&self, method: impl Into<Method>) -> Result<()> {
-        self.with(|s, n, id| {
-            s.check_channel(n, id)?;
-            s.queue_method(n, method.into())?;
-            s.flush_async()
-        })
+        self.with(|s, n, id| s.send(n, id, method.into()))
     }
 
     /// The channel number (pika's `channel_number`).
@@ -364,8 +361,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn is_open(&self) -> bool {
-        let s = self.shared.session.borrow();
-        s.is_open() && s.channel_state(self.number, self.id) == Some(true)
+        self.shared.session.borrow().core.channel_state(self.number, self.id) == Some(true)
     }
 
     /// Whether the channel is closed (by `close()`, by the broker, or with
@@ -381,8 +377,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn is_closed(&self) -> bool {
-        let s = self.shared.session.borrow();
-        s.is_closed() || s.channel_state(self.number, self.id) != Some(true)
+        self.shared.session.borrow().core.channel_closed(self.number, self.id)
     }
 
     /// The active consumer tags (pika's `consumer_tags`), sorted.
@@ -396,15 +391,19 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn consumer_tags(&self) -> Vec<String> {
-        self.shared.session.borrow().consumer_tags(self.number, self.id)
+        self.with(|s, n, id| s.core.consumers(n, id).map(|c| c.tags()).unwrap_or_default())
     }
 
     /// Cancels the channel's consumers and closes it, reply code 0 "Normal
-    /// shutdown" (pika's `close()`).
+    /// shutdown" (pika's `close()`), waiting for the broker's `close-ok`.
     ///
     /// # Errors
     ///
-    /// [`Error::ChannelWrongStateError`] if not open; connection errors.
+    /// [`Error::ChannelWrongStateError`] if not open;
+    /// [`Error::ChannelClosedByBroker`] if the broker's own close of the
+    /// channel crossed ours (e.g. after a publish to a missing exchange), as
+    /// in pika: the channel is closed all the same, and the connection and
+    /// its other channels go on; connection errors.
     ///
     /// # Example
     ///
@@ -431,22 +430,29 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn close_with(&self, reply_code: u16, reply_text: &str) -> Result<()> {
-        self.with(|s, n, id| s.check_channel(n, id))?;
-        if self.shared.session.borrow().generator_exists(self.number, self.id) {
+        self.with(|s, n, id| s.core.channel_open(n, id).map(drop))?;
+        let closed = self
+            .cancel_all_consumers()
+            .and_then(|()| self.with(|s, n, id| s.close_channel(n, id, reply_code, reply_text)));
+        self.forget_callbacks();
+        closed
+    }
+
+    /// pika's `_cancel_all_consumers`: the `consume()` consumer, then the others.
+    fn cancel_all_consumers(&self) -> Result<()> {
+        if self.with(|s, n, id| s.core.consumers(n, id).is_some_and(|c| c.generator().is_some())) {
             self.cancel()?;
         }
         for tag in self.consumer_tags() {
             self.basic_cancel(&tag)?;
         }
-        self.with(|s, n, id| s.close_channel(n, id, reply_code, reply_text))?;
-        self.forget_callbacks();
         Ok(())
     }
 
     fn forget_callbacks(&self) {
         let removed = {
             let mut cb = self.shared.callbacks.borrow_mut();
-            (cb.consumers.remove(&self.id), cb.returns.remove(&self.id), cb.cancels.remove(&self.id))
+            (cb.returns.remove(&self.id), cb.cancels.remove(&self.id))
         };
         drop(removed);
     }
@@ -496,8 +502,10 @@ impl BlockingChannel {
     }
 
     /// pika's `add_on_cancel_callback(callback)`: called with the
-    /// `basic.cancel` the broker sends when it cancels a consumer (e.g. its
-    /// queue was deleted).
+    /// `basic.cancel` the broker sends when it cancels a `basic_consume`
+    /// consumer (e.g. its queue was deleted), at the next dispatch point. Not
+    /// called for the `consume()` iterator's consumer (its iterator ends), nor
+    /// after `basic_cancel` of the same consumer, as in pika.
     ///
     /// # Example
     ///
@@ -790,11 +798,20 @@ impl BlockingChannel {
         body: impl AsRef<[u8]>,
         options: BasicPublishOptions,
     ) -> Result<()> {
-        let seq = self.with(|s, n, id| {
-            s.publish(n, id, exchange, routing_key, body.as_ref(), &options.properties, options.mandatory)
-        })?;
-        let Some(seq) = seq else { return Ok(()) };
+        let Some(seq) = self.publish(exchange, routing_key, body.as_ref(), &options)? else { return Ok(()) };
         outcome_result(self.with(|s, n, id| s.wait_outcome(n, id, seq))?)
+    }
+
+    fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        options: &BasicPublishOptions,
+    ) -> Result<Option<u64>> {
+        let publish =
+            Publish { exchange, routing_key, body, properties: &options.properties, mandatory: options.mandatory };
+        self.with(|s, n, id| s.publish(n, id, &publish))
     }
 
     /// pika's `confirm_delivery()`: puts the channel in confirm mode, so
@@ -815,7 +832,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn confirm_delivery(&self) -> Result<()> {
-        if self.with(|s, n, id| s.confirm_mode(n, id)) {
+        if self.with(|s, n, id| s.core.confirm_mode(n, id)) {
             log::error!("confirm_delivery: channel {} is already in confirm mode", self.number);
             return Ok(());
         }
@@ -824,7 +841,7 @@ impl BlockingChannel {
             return Err(Error::MethodNotImplemented("Confirm.Select not Supported by Server".into()));
         }
         self.rpc(ConfirmSelect { nowait: false }, expect::CONFIRM_SELECT_OK)?;
-        self.with(|s, n, id| s.enable_confirms(n, id))
+        self.with(|s, n, id| s.core.enable_confirms(n, id))
     }
 
     /// Publishes without waiting for the confirm even in confirm mode, and
@@ -856,10 +873,7 @@ impl BlockingChannel {
         body: impl AsRef<[u8]>,
         options: BasicPublishOptions,
     ) -> Result<u64> {
-        self.with(|s, n, id| {
-            s.publish(n, id, exchange, routing_key, body.as_ref(), &options.properties, options.mandatory)
-        })
-        .map(|seq| seq.unwrap_or(0))
+        self.publish(exchange, routing_key, body.as_ref(), &options).map(|seq| seq.unwrap_or(0))
     }
 
     /// Waits until every message published on this channel so far is
@@ -893,7 +907,7 @@ impl BlockingChannel {
         match self.with(|s, n, id| s.wait_confirms(n, id, deadline))? {
             Some(outcomes) => Ok(outcomes.into_iter().map(|(seq, o)| (seq, outcome_result(o))).collect()),
             None => {
-                let left = self.with(|s, n, id| s.unconfirmed(n, id));
+                let left = self.unconfirmed_count();
                 Err(Error::Timeout(format!("{left} publish(es) still unconfirmed")))
             }
         }
@@ -944,7 +958,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn unconfirmed_count(&self) -> usize {
-        self.with(|s, n, id| s.unconfirmed(n, id))
+        self.with(|s, n, id| s.core.ledger(n, id).map_or(0, |l| l.unconfirmed()))
     }
 
     // ----- consuming ------------------------------------------------------
@@ -977,72 +991,67 @@ impl BlockingChannel {
         on_message_callback: impl FnMut(&BlockingChannel, &BasicDeliver, &BasicProperties, &[u8]) -> Result<()> + 'static,
         options: BasicConsumeOptions,
     ) -> Result<String> {
-        let tag = self.start_consumer(
-            queue,
-            options.auto_ack,
-            options.exclusive,
-            options.consumer_tag,
-            options.arguments,
-            false,
-        )?;
-        self.shared
-            .callbacks
-            .borrow_mut()
-            .consumers
-            .entry(self.id)
-            .or_default()
-            .insert(tag.clone(), Some(Box::new(on_message_callback)));
+        let tag = self.consumer_tag(options.consumer_tag);
+        self.with(|s, n, id| {
+            let consumers = s.core.open_consumers(n, id)?;
+            if consumers.contains(&tag) {
+                return Err(Error::DuplicateConsumerTag(tag.clone()));
+            }
+            // Registered before the reply: deliveries may follow consume-ok at once.
+            consumers.add_callback(&tag, options.auto_ack, Box::new(on_message_callback));
+            Ok(())
+        })?;
+        self.start_consumer(queue, &tag, options.auto_ack, options.exclusive, options.arguments)?;
         Ok(tag)
     }
 
+    /// The given tag, or pika's generated `ctag<channel>.<32 hex>`.
+    fn consumer_tag(&self, tag: Option<String>) -> String {
+        match tag.filter(|t| !t.is_empty()) {
+            Some(t) => t,
+            None => format!("ctag{}.{}", self.number, uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// Sends `basic.consume` for a consumer already in the registry; takes
+    /// it out again if the broker refuses.
     fn start_consumer(
         &self,
         queue: &str,
+        tag: &str,
         auto_ack: bool,
         exclusive: bool,
-        consumer_tag: Option<String>,
         arguments: Option<FieldTable>,
-        generator: bool,
-    ) -> Result<String> {
-        let tag = match consumer_tag.filter(|t| !t.is_empty()) {
-            Some(t) => t,
-            None => format!("ctag{}.{}", self.number, uuid::Uuid::new_v4().simple()),
-        };
-        self.with(|s, n, id| {
-            if s.consumers(n, id)?.contains_key(&tag) {
-                return Err(Error::DuplicateConsumerTag(tag.clone()));
-            }
-            s.check_channel(n, id)?;
-            // Registered before the reply: deliveries may follow consume-ok at once.
-            s.consumers(n, id)?.insert(tag.clone(), ConsumerInfo { auto_ack, generator, cancelling: false });
-            Ok(())
-        })?;
+    ) -> Result<()> {
         let m = BasicConsume {
             ticket: 0,
             queue: queue.into(),
-            consumer_tag: tag.clone(),
+            consumer_tag: tag.into(),
             no_local: false,
             no_ack: auto_ack,
             exclusive,
             nowait: false,
             arguments: arguments.unwrap_or_default(),
         };
-        match self.rpc_method(m, expect::BASIC_CONSUME_OK) {
-            Ok(Method::BasicConsumeOk(BasicConsumeOk { consumer_tag })) if consumer_tag == tag => Ok(tag),
+        let result = match self.rpc_method(m, expect::BASIC_CONSUME_OK) {
+            Ok(Method::BasicConsumeOk(BasicConsumeOk { consumer_tag })) if consumer_tag == tag => Ok(()),
             Ok(_) => Err(Error::Protocol(crate::protocol::ProtocolError::UnexpectedFrame(
                 "basic.consume-ok for another consumer tag",
             ))),
-            Err(e) => {
-                let _ = self.with(|s, n, id| s.consumers(n, id).map(|c| c.remove(&tag)));
-                Err(e)
-            }
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.with(|s, n, id| s.core.remove_consumer(n, id, tag));
         }
+        result
     }
 
     /// pika's `basic_cancel(consumer_tag)`. For an `auto_ack` consumer,
     /// returns the messages that had arrived but were not dispatched (as
     /// pika does); for a manual-ack consumer they are rejected with requeue
-    /// and the list is empty. An unknown tag returns an empty list.
+    /// and the list is empty. A cancel the broker had sent for the same
+    /// consumer and that was not dispatched yet is dropped with them (its
+    /// cancel callback does not run). An unknown tag returns an empty list.
     ///
     /// # Errors
     ///
@@ -1059,37 +1068,20 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn basic_cancel(&self, consumer_tag: &str) -> Result<Vec<Delivery>> {
-        let auto_ack = self.with(|s, n, id| {
-            let consumers = s.consumers(n, id)?;
-            Ok::<_, Error>(consumers.get_mut(consumer_tag).map(|info| {
-                info.cancelling = true;
-                info.auto_ack
-            }))
-        })?;
+        let auto_ack = self.with(|s, n, id| s.core.open_consumers(n, id).map(|c| c.start_cancel(consumer_tag)))?;
         let Some(auto_ack) = auto_ack else {
             log::warn!("basic_cancel: unknown consumer tag {consumer_tag:?}");
             return Ok(Vec::new());
         };
         let rpc = self.rpc(BasicCancel { consumer_tag: consumer_tag.into(), nowait: false }, expect::BASIC_CANCEL_OK);
-        let (mut pending, generator_buffer) = self.with(|s, n, id| {
-            if let Ok(consumers) = s.consumers(n, id) {
-                consumers.remove(consumer_tag);
+        let pending = self.with(|s, n, id| {
+            s.core.remove_consumer(n, id, consumer_tag);
+            let mut pending = s.core.purge_consumer_events(n, id, consumer_tag);
+            if let Some(c) = s.core.consumers(n, id) {
+                pending.extend(c.take_leftovers(consumer_tag));
             }
-            let mut pending = s.take_queued_deliveries(n, id, consumer_tag);
-            pending.extend(s.take_cancelled_messages(n, id));
-            let buffered = match s.generator(n, id) {
-                Ok(Some(g)) if g.consumer_tag == consumer_tag => {
-                    g.ended = true;
-                    std::mem::take(&mut g.buffer).into_iter().collect()
-                }
-                _ => Vec::new(),
-            };
-            (pending, buffered)
+            pending
         });
-        pending.extend(generator_buffer);
-        let removed =
-            self.shared.callbacks.borrow_mut().consumers.get_mut(&self.id).and_then(|m| m.remove(consumer_tag));
-        drop(removed);
         rpc?;
         if auto_ack {
             return Ok(pending);
@@ -1103,14 +1095,20 @@ impl BlockingChannel {
     /// pika's `start_consuming()`: dispatches deliveries (and every other
     /// callback of the connection) until this channel has no consumers left
     /// (`stop_consuming`, `basic_cancel`, or a cancel from the broker) or the
-    /// connection is closed from a callback.
+    /// connection is closed from a callback. A close by the broker or of the
+    /// connection ends it at once, with its reason (docs/lifecycle.md).
     ///
     /// # Errors
     ///
     /// [`Error::ReentrancyError`] inside a callback;
-    /// [`Error::ChannelClosedByBroker`] if the broker closes this channel;
-    /// connection errors; the first error a callback returns (the consumer
-    /// stays registered and undispatched deliveries stay queued, in order).
+    /// [`Error::ChannelWrongStateError`] if the channel is not open;
+    /// [`Error::ChannelClosedByBroker`] as soon as the broker's close of this
+    /// channel is seen, even if a callback already got (and swallowed) the
+    /// same error from a call; the connection's close reason
+    /// ([`Error::ConnectionClosedByBroker`], [`Error::StreamLostError`], ...),
+    /// or [`Error::ConnectionWrongStateError`] if another call reported it
+    /// first; the first error a callback returns (the consumer stays
+    /// registered and undispatched deliveries stay queued, in order).
     ///
     /// # Example
     ///
@@ -1125,29 +1123,14 @@ impl BlockingChannel {
         if self.shared.dispatching.get() {
             return Err(Error::ReentrancyError("start_consuming may not be called from a callback".into()));
         }
-        self.with(|s, n, id| s.check_channel(n, id))?;
+        self.with(|s, n, id| s.core.channel_open(n, id).map(drop))?;
         let conn = self.connection();
         loop {
-            let active = {
-                let mut s = self.shared.session.borrow_mut();
-                if s.is_closed() && !s.is_open() {
-                    // Closed by the client (from a callback): return normally.
-                    return match s.check_open() {
-                        Err(Error::ConnectionWrongStateError(_)) => Ok(()),
-                        Err(e) => Err(e),
-                        Ok(()) => Ok(()),
-                    };
-                }
-                match s.consumers(self.number, self.id) {
-                    Ok(c) => !c.is_empty(),
-                    Err(Error::ChannelWrongStateError(_)) => false,
-                    Err(e) => return Err(e),
-                }
-            };
-            if !active {
-                return Ok(());
+            match self.with(|s, n, id| s.core.consumer_loop(n, id)) {
+                LoopStatus::Run => conn.process_data_events(None)?,
+                LoopStatus::Done => return Ok(()),
+                LoopStatus::Fail(e) => return Err(e),
             }
-            conn.process_data_events(None)?;
         }
     }
 
@@ -1167,31 +1150,33 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn stop_consuming(&self, consumer_tag: Option<&str>) -> Result<()> {
-        if let Some(tag) = consumer_tag {
-            return self.basic_cancel(tag).map(drop);
+        match consumer_tag {
+            Some(tag) => self.basic_cancel(tag).map(drop),
+            None => self.cancel_all_consumers(),
         }
-        if self.shared.session.borrow().generator_exists(self.number, self.id) {
-            self.cancel()?;
-        }
-        for tag in self.consumer_tags() {
-            self.basic_cancel(&tag)?;
-        }
-        Ok(())
     }
 
     /// pika's `consume(queue, auto_ack, exclusive, arguments, inactivity_timeout, consumer_tag)`:
     /// an iterator of deliveries. Each item is `Ok(Some((method, properties, body)))`,
     /// or `Ok(None)` after `inactivity_timeout` seconds without one (pika's
-    /// `(None, None, None)`). It ends when the consumer is cancelled (by
-    /// [`BlockingChannel::cancel`] or the broker). `basic.consume` is sent
-    /// on the first `next()`, as pika's generator does; calling `consume`
-    /// again with the same queue and flags resumes the same consumer.
+    /// `(None, None, None)`; the socket is read at least once first, even
+    /// with a timeout of 0). It ends (`None`) when the consumer is cancelled
+    /// (by [`BlockingChannel::cancel`], `stop_consuming` or the broker; the
+    /// channel's cancel callbacks do not run for it, as in pika), never
+    /// because of a close. `basic.consume` is sent on the first `next()`, as
+    /// pika's generator does; calling `consume` again with the same queue and
+    /// flags resumes the same consumer.
     ///
     /// # Errors
     ///
     /// Items are `Err` for [`Error::InvalidArgument`] (a consumer with other
     /// parameters exists on this channel), [`Error::ChannelClosedByBroker`]
-    /// (404 on the first `next()`), and connection errors.
+    /// (404 on the first `next()`, or the broker closing the channel later),
+    /// and the connection's close reason. A close is reported once; every
+    /// later item is [`Error::ConnectionWrongStateError`] (connection
+    /// closed) or [`Error::ChannelWrongStateError`] (channel closed).
+    /// Deliveries buffered when the close arrived are dropped (the broker
+    /// redelivers unacked ones).
     ///
     /// # Example
     ///
@@ -1208,7 +1193,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn consume(&self, queue: &str, options: ConsumeOptions) -> Consume {
-        Consume { channel: self.clone(), queue: queue.into(), options, started: false, finished: false }
+        Consume { channel: self.clone(), queue: queue.into(), options, started: false, state: ConsumeState::Running }
     }
 
     /// pika's `cancel()`: cancels the `consume()` consumer, requeueing its
@@ -1227,20 +1212,18 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn cancel(&self) -> Result<usize> {
-        let tag = self.with(|s, n, id| match s.generator(n, id) {
-            Ok(Some(g)) => Some(g.consumer_tag.clone()),
-            _ => None,
+        let tag = self.with(|s, n, id| {
+            s.core
+                .consumers(n, id)
+                .and_then(|c| c.generator().map(|g| (g.consumer_tag.clone(), c.contains(&g.consumer_tag))))
         });
-        let Some(tag) = tag else {
+        let Some((tag, active)) = tag else {
             log::warn!("cancel: no consume() consumer on channel {}", self.number);
             return Ok(0);
         };
-        let active = self.with(|s, n, id| s.consumers(n, id).map(|c| c.contains_key(&tag)).unwrap_or(false));
-        if active {
-            self.basic_cancel(&tag)?;
-        }
-        let _ = self.with(|s, n, id| s.generator(n, id).map(Option::take));
-        Ok(0)
+        let cancelled = if active { self.basic_cancel(&tag).map(drop) } else { Ok(()) };
+        self.with(|s, n, id| s.core.consumers(n, id).map(|c| c.drop_generator()));
+        cancelled.map(|()| 0)
     }
 
     /// pika's `get_waiting_message_count()`: messages buffered for the
@@ -1255,10 +1238,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn get_waiting_message_count(&self) -> usize {
-        self.with(|s, n, id| match s.generator(n, id) {
-            Ok(Some(g)) => g.buffer.len(),
-            _ => 0,
-        })
+        self.with(|s, n, id| s.core.consumers(n, id).and_then(|c| c.generator().map(|g| g.buffer.len())).unwrap_or(0))
     }
 
     /// pika's `basic_get(queue, auto_ack=False)`: one message, or `None` if
@@ -1289,8 +1269,10 @@ impl BlockingChannel {
     }
 
     /// pika's `basic_ack(delivery_tag=0, multiple=False)`; `(0, true)` acks
-    /// everything outstanding. Asynchronous: a bad tag surfaces as a 406
-    /// channel close on a later call.
+    /// everything outstanding. Written to the socket before it returns, also
+    /// inside a callback. Asynchronous: a bad tag makes the broker close the
+    /// channel (406), which the next wait on the channel reports
+    /// (`start_consuming`, an RPC).
     ///
     /// # Errors
     ///
@@ -1489,7 +1471,19 @@ pub struct Consume {
     queue: String,
     options: ConsumeOptions,
     started: bool,
-    finished: bool,
+    state: ConsumeState,
+}
+
+/// Where a [`Consume`] iterator stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConsumeState {
+    Running,
+    /// The consumer was cancelled: `None` from now on.
+    Finished,
+    /// A close of the channel was reported: "Channel is closed." from now on.
+    ChannelFailed,
+    /// A close of the connection was reported: its wrong state from now on.
+    ConnectionFailed,
 }
 
 impl fmt::Debug for Consume {
@@ -1501,51 +1495,68 @@ impl fmt::Debug for Consume {
 impl Consume {
     fn start(&mut self) -> Result<()> {
         let ch = &self.channel;
+        let wanted = (self.queue.as_str(), self.options.auto_ack, self.options.exclusive);
         let existing = ch.with(|s, n, id| {
-            s.generator(n, id).map(|g| g.as_ref().map(|g| (g.queue.clone(), g.auto_ack, g.exclusive, g.ended)))
+            let c = s.core.open_consumers(n, id)?;
+            Ok::<_, Error>(
+                c.generator().filter(|g| !g.ended).map(|g| (g.queue.as_str(), g.auto_ack, g.exclusive) == wanted),
+            )
         })?;
         match existing {
-            Some((q, a, e, false))
-                if (q.as_str(), a, e) == (self.queue.as_str(), self.options.auto_ack, self.options.exclusive) =>
-            {
-                return Ok(())
-            }
-            Some((_, _, _, false)) => {
+            Some(true) => return Ok(()),
+            Some(false) => {
                 return Err(Error::InvalidArgument(
                     "a consume() consumer with other parameters is active on this channel; cancel() it first".into(),
                 ))
             }
-            _ => {}
+            None => {}
         }
         // The buffer must exist before basic.consume is sent: deliveries
         // can follow consume-ok in the same read.
-        let tag = match self.options.consumer_tag.clone().filter(|t| !t.is_empty()) {
-            Some(t) => t,
-            None => format!("ctag{}.{}", ch.number, uuid::Uuid::new_v4().simple()),
-        };
+        let tag = ch.consumer_tag(self.options.consumer_tag.clone());
         ch.with(|s, n, id| {
-            *s.generator(n, id)? = Some(Generator {
-                consumer_tag: tag.clone(),
-                queue: self.queue.clone(),
-                auto_ack: self.options.auto_ack,
-                exclusive: self.options.exclusive,
-                buffer: Default::default(),
-                ended: false,
-            });
-            Ok::<_, Error>(())
+            s.core.open_consumers(n, id).map(|c| {
+                c.drop_generator();
+                c.add_generator(Generator {
+                    consumer_tag: tag.clone(),
+                    queue: self.queue.clone(),
+                    auto_ack: self.options.auto_ack,
+                    exclusive: self.options.exclusive,
+                    buffer: Default::default(),
+                    ended: false,
+                })
+            })
         })?;
         let started = ch.start_consumer(
             &self.queue,
+            &tag,
             self.options.auto_ack,
             self.options.exclusive,
-            Some(tag),
             self.options.arguments.clone(),
-            true,
         );
         if started.is_err() {
-            let _ = ch.with(|s, n, id| s.generator(n, id).map(Option::take));
+            ch.with(|s, n, id| s.core.consumers(n, id).map(|c| c.drop_generator()));
         }
-        started.map(drop)
+        started
+    }
+
+    /// The next buffered message (`Some(Some(_))`), nothing yet
+    /// (`Some(None)`), or the end of the consumer (`None`); the close that
+    /// ended it as an error.
+    fn poll(&self) -> Result<Option<Option<Delivery>>> {
+        self.channel.with(|s, n, id| {
+            if let Some(d) = s.core.consumers(n, id).and_then(|c| c.generator_mut()).and_then(|g| g.buffer.pop_front())
+            {
+                return Ok(Some(Some(d)));
+            }
+            let ended = s.core.consumers(n, id).and_then(|c| c.generator()).is_none_or(|g| g.ended);
+            match s.core.consumer_loop(n, id) {
+                LoopStatus::Fail(e) => Err(e),
+                LoopStatus::Done => Ok(None),
+                LoopStatus::Run if ended => Ok(None),
+                LoopStatus::Run => Ok(Some(None)),
+            }
+        })
     }
 
     fn step(&mut self) -> Result<Option<Option<Delivery>>> {
@@ -1557,36 +1568,28 @@ impl Consume {
             Some(t) => Some(Instant::now() + seconds("inactivity_timeout", t)?),
             None => None,
         };
+        let (number, id) = (self.channel.number, self.channel.id);
+        let shared = &self.channel.shared;
+        let mut waited = false;
         loop {
-            let next = self.channel.with(|s, n, id| {
-                let g = s.generator(n, id)?;
-                Ok::<_, Error>(match g {
-                    Some(g) => match g.buffer.pop_front() {
-                        Some(d) => Some(Some(d)),
-                        None if g.ended => None,
-                        None => Some(None),
-                    },
-                    None => None,
-                })
-            })?;
-            match next {
-                Some(Some(d)) => return Ok(Some(Some(d))),
-                None => return Ok(None),
+            match self.poll()? {
                 Some(None) => {}
+                other => return Ok(other),
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            // The time limit counts only after the socket was read once.
+            if waited && deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(Some(None));
             }
             // Service the connection (and other callbacks) until a message
-            // for us arrives or the inactivity timeout.
-            let (number, id) = (self.channel.number, self.channel.id);
-            let shared = &self.channel.shared;
+            // for us arrives, the consumer or its channel ends, or the
+            // inactivity timeout.
             shared.wait_for(deadline, &mut |s: &mut Session| {
-                Ok(match s.generator(number, id)? {
-                    Some(g) => !g.buffer.is_empty() || g.ended,
+                Ok(match s.core.consumers(number, id).and_then(|c| c.generator()) {
+                    Some(g) => !g.buffer.is_empty() || g.ended || s.core.channel_closed(number, id),
                     None => true,
                 })
             })?;
+            waited = true;
             if !shared.dispatching.get() {
                 crate::connection::dispatch(shared)?;
             }
@@ -1597,18 +1600,35 @@ impl Consume {
 impl Iterator for Consume {
     type Item = Result<Option<Delivery>>;
 
+    /// `Some(Ok(Some(message)))`, `Some(Ok(None))` after the inactivity
+    /// timeout, `None` once the consumer was cancelled (by the broker,
+    /// `cancel()` or `stop_consuming()`), and `Some(Err(_))` for a close: the
+    /// reason once, then wrong-state errors on every later call.
     fn next(&mut self) -> Option<Self::Item> {
-        if self.finished {
-            return None;
+        match self.state {
+            ConsumeState::Finished => return None,
+            ConsumeState::ChannelFailed => return Some(Err(crate::core::closed_channel())),
+            ConsumeState::ConnectionFailed => {
+                return Some(Err(Error::ConnectionWrongStateError("connection is closed".into())))
+            }
+            ConsumeState::Running => {}
         }
         match self.step() {
             Ok(Some(item)) => Some(Ok(item)),
             Ok(None) => {
-                self.finished = true;
+                self.state = ConsumeState::Finished;
                 None
             }
             Err(e) => {
-                self.finished = true;
+                // A close is reported once; anything else (refused
+                // parameters) ends the iterator.
+                self.state = if e.is_connection_error() && self.channel.connection().is_closed() {
+                    ConsumeState::ConnectionFailed
+                } else if self.channel.is_closed() {
+                    ConsumeState::ChannelFailed
+                } else {
+                    ConsumeState::Finished
+                };
                 Some(Err(e))
             }
         }

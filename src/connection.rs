@@ -12,16 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::channel::BlockingChannel;
+use crate::core::Event;
 use crate::error::{Error, Result, ReturnedMessage};
 use crate::params::IntoParameterList;
-use crate::protocol::{
-    BasicCancel, BasicDeliver, BasicProperties, BasicReturn, ConnectionBlocked, ConnectionUnblocked,
-};
-use crate::session::{capability, Event, Session, CLOSE_TIMEOUT};
-
-/// A consumer callback: pika's `on_message_callback(ch, method, properties, body)`.
-pub(crate) type ConsumerCallback =
-    Box<dyn FnMut(&BlockingChannel, &BasicDeliver, &BasicProperties, &[u8]) -> Result<()>>;
+use crate::protocol::{BasicCancel, BasicProperties, BasicReturn, ConnectionBlocked, ConnectionUnblocked};
+use crate::session::{capability, Session, CLOSE_TIMEOUT};
 /// A return callback: pika's `callback(ch, method, properties, body)` for `basic.return`.
 pub(crate) type ReturnCallback = Box<dyn FnMut(&BlockingChannel, &BasicReturn, &BasicProperties, &[u8]) -> Result<()>>;
 /// A broker-cancel callback: pika's `callback(method_frame)`.
@@ -36,15 +31,10 @@ type ThreadsafeCallback = Box<dyn FnOnce(&BlockingConnection) -> Result<()> + Se
 /// read, so the read is cut into slices this long.
 const THREADSAFE_POLL: Duration = Duration::from_millis(10);
 
-/// Within a dispatch batch, how long acks and publishes made by callbacks may
-/// wait to share one write.
-const BATCH_FLUSH_INTERVAL: Duration = Duration::from_millis(1);
-
-/// User callbacks, kept apart from the session so that no session borrow is
-/// ever held while one runs. A slot is `None` while its callback runs.
+/// Channel- and connection-level user callbacks (consumer callbacks live in
+/// the core's consumer registry). A slot is `None` while its callback runs.
 #[derive(Default)]
 pub(crate) struct Callbacks {
-    pub(crate) consumers: FxHashMap<u64, FxHashMap<String, Option<ConsumerCallback>>>,
     pub(crate) returns: FxHashMap<u64, Vec<Option<ReturnCallback>>>,
     pub(crate) cancels: FxHashMap<u64, Vec<Option<CancelCallback>>>,
     blocked: Vec<Option<BlockedCallback>>,
@@ -93,11 +83,27 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Whether anything is ready to hand to user code.
-    fn has_dispatchable(&self, session: &Session) -> bool {
-        !session.events.is_empty()
+    /// Whether anything is ready to hand to user code, or something ended
+    /// that a consumer loop must notice (a channel the broker closed).
+    fn has_dispatchable(&self, session: &mut Session) -> bool {
+        !session.core.events.is_empty()
+            || session.core.take_wake()
             || self.threadsafe.pending.load(Ordering::Acquire)
             || self.callbacks.borrow().next_timer_due().is_some_and(|t| t <= Instant::now())
+    }
+
+    /// Runs `f` on the session, then drops (with nothing borrowed) the
+    /// callbacks of consumers that ended meanwhile: dropping one may drop
+    /// handles that use the connection. The one helper that borrows the
+    /// session for the public handles.
+    pub(crate) fn with_session<R>(&self, f: impl FnOnce(&mut Session) -> R) -> R {
+        let (r, dead) = {
+            let mut s = self.session.borrow_mut();
+            let r = f(&mut s);
+            (r, s.core.take_graveyard())
+        };
+        drop(dead);
+        r
     }
 
     /// The read slice while other threads may queue callbacks.
@@ -142,6 +148,7 @@ impl Shared {
         drop(self.threadsafe.take());
         let old = std::mem::take(&mut *self.callbacks.borrow_mut());
         drop(old);
+        self.with_session(|_| ());
     }
 }
 
@@ -172,29 +179,17 @@ pub(crate) fn dispatch(shared: &Rc<Shared>) -> Result<usize> {
             count += 1;
             run_guarded(shared, || cb(&conn))?;
         }
-        let ready = shared.session.borrow().events.len();
-        shared.session.borrow_mut().batching = true;
-        let batch = (|| {
-            let mut last_flush = Instant::now();
-            for _ in 0..ready {
-                let Some(event) = shared.session.borrow_mut().events.pop_front() else { break };
-                // Fast callbacks share writes; after a slow one (or 1 ms of
-                // fast ones) what they sent goes out before the next starts,
-                // so an ack is never held back by the callbacks after it.
-                if last_flush.elapsed() >= BATCH_FLUSH_INTERVAL {
-                    shared.session.borrow_mut().flush()?;
-                    last_flush = Instant::now();
-                }
-                count += 1;
-                dispatch_event(shared, &conn, event)?;
-            }
-            Ok(())
-        })();
-        let mut session = shared.session.borrow_mut();
-        session.batching = false;
-        // Whatever the callbacks sent goes out in one write, even if one failed.
-        let flushed = if session.is_closed() { Ok(()) } else { session.flush() };
-        batch.and(flushed)?;
+        // Only the events ready now: callbacks that make RPCs may queue more,
+        // which the next dispatch runs. What a callback asks to send is
+        // written before its call returns (no batching across user code).
+        let ready = shared.session.borrow().core.events.len();
+        for _ in 0..ready {
+            let Some(event) = shared.session.borrow_mut().core.events.pop_front() else { break };
+            count += 1;
+            let r = dispatch_event(shared, &conn, event);
+            shared.with_session(|_| ());
+            r?;
+        }
         Ok(count)
     })();
     result
@@ -211,13 +206,8 @@ fn run_guarded(shared: &Shared, f: impl FnOnce() -> Result<()>) -> Result<()> {
 fn dispatch_event(shared: &Rc<Shared>, conn: &BlockingConnection, event: Event) -> Result<()> {
     match event {
         Event::Deliver { channel, id, deliver, properties, body } => {
-            let taken = shared
-                .callbacks
-                .borrow_mut()
-                .consumers
-                .get_mut(&id)
-                .and_then(|m| m.get_mut(deliver.consumer_tag.as_str()))
-                .and_then(Option::take);
+            let tag = deliver.consumer_tag.as_str();
+            let taken = shared.session.borrow_mut().core.consumers(channel, id).and_then(|c| c.take_callback(tag));
             let Some(mut cb) = taken else {
                 log::debug!("delivery {} for a consumer that is gone; dropped", deliver.delivery_tag);
                 crate::protocol::recycle_delivery(deliver, properties);
@@ -225,17 +215,7 @@ fn dispatch_event(shared: &Rc<Shared>, conn: &BlockingConnection, event: Event) 
             };
             let ch = BlockingChannel::handle(shared.clone(), channel, id);
             let r = run_guarded(shared, || cb(&ch, &deliver, &properties, &body));
-            let leftover = {
-                let mut callbacks = shared.callbacks.borrow_mut();
-                match callbacks.consumers.get_mut(&id).and_then(|m| m.get_mut(deliver.consumer_tag.as_str())) {
-                    Some(slot @ None) => {
-                        *slot = Some(cb);
-                        None
-                    }
-                    _ => Some(cb),
-                }
-            };
-            drop(leftover);
+            shared.with_session(|s| s.core.put_back_callback(channel, id, tag, cb));
             // The next delivery decoded reuses these strings and properties.
             crate::protocol::recycle_delivery(deliver, properties);
             r
@@ -247,15 +227,7 @@ fn dispatch_event(shared: &Rc<Shared>, conn: &BlockingConnection, event: Event) 
         }
         Event::Cancel { channel, id, cancel } => {
             // pika removes the consumer when the cancel is dispatched.
-            {
-                let mut session = shared.session.borrow_mut();
-                if let Ok(consumers) = session.consumers(channel, id) {
-                    consumers.remove(&cancel.consumer_tag);
-                }
-            }
-            let removed =
-                shared.callbacks.borrow_mut().consumers.get_mut(&id).and_then(|m| m.remove(&cancel.consumer_tag));
-            drop(removed);
+            shared.with_session(|s| s.core.remove_consumer(channel, id, &cancel.consumer_tag));
             run_each(shared, |c| c.cancels.get_mut(&id), |cb: &mut CancelCallback| cb(&cancel))
         }
         Event::Blocked(blocked) => {
@@ -508,15 +480,16 @@ impl BlockingConnection {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn close_with(&self, reply_code: u16, reply_text: &str) -> Result<()> {
-        self.shared.session.borrow_mut().check_open()?;
+        self.shared.session.borrow_mut().core.check_open()?;
         let deadline = Instant::now() + CLOSE_TIMEOUT;
         // Every wait of the close (channels, consumers, close-ok) and every
         // write is bounded by one deadline, even if the broker blocks us.
         self.shared.session.borrow_mut().op_deadline = Some(deadline);
-        let channels = self.shared.session.borrow().channel_numbers();
+        let channels = self.shared.session.borrow().core.open_channels();
         for (number, id) in channels {
             let ch = BlockingChannel::handle(self.shared.clone(), number, id);
-            if let Err(e) = ch.close() {
+            // pika closes the channels with the connection's code and text.
+            if let Err(e) = ch.close_with(reply_code, reply_text) {
                 log::warn!("closing channel {number} failed: {e}");
             }
         }
@@ -573,6 +546,9 @@ impl BlockingConnection {
             self.shared.wait_for(deadline, &mut |_| Ok(false))?;
             return Ok(());
         }
+        // Only what ends during this call wakes it (pika: a channel's
+        // request for urgent dispatch).
+        self.shared.session.borrow_mut().core.take_wake();
         if self.shared.wait_for(deadline, &mut |_| Ok(false))? {
             dispatch(&self.shared)?;
         }
@@ -629,6 +605,9 @@ impl BlockingConnection {
         callback: impl FnOnce(&BlockingConnection) -> Result<()> + 'static,
     ) -> Result<TimerId> {
         let at = Instant::now() + seconds("delay", delay)?;
+        if !self.is_open() {
+            return Err(Error::ConnectionWrongStateError("call_later on a closed connection".into()));
+        }
         let mut callbacks = self.shared.callbacks.borrow_mut();
         callbacks.next_timer += 1;
         let id = callbacks.next_timer;
@@ -789,7 +768,7 @@ impl BlockingConnection {
     }
 
     fn capability(&self, name: &str) -> bool {
-        capability(&self.shared.session.borrow().tuned.server_properties, name)
+        capability(&self.shared.session.borrow().core.tuned.server_properties, name)
     }
 
     /// pika's `basic_nack_supported`.
@@ -908,7 +887,7 @@ impl BlockingConnection {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn server_properties(&self) -> crate::FieldTable {
-        self.shared.session.borrow().tuned.server_properties.clone()
+        self.shared.session.borrow().core.tuned.server_properties.clone()
     }
 
     /// The negotiated (channel_max, frame_max, heartbeat).
@@ -923,7 +902,7 @@ impl BlockingConnection {
     /// ```
     pub fn tuned(&self) -> (u16, u32, u16) {
         let s = self.shared.session.borrow();
-        (s.tuned.channel_max, s.tuned.frame_max, s.tuned.heartbeat)
+        (s.core.tuned.channel_max, s.core.tuned.frame_max, s.core.tuned.heartbeat)
     }
 }
 
@@ -1016,7 +995,8 @@ impl BlockingConnection {
             .shared
             .session
             .borrow()
-            .channel_numbers()
+            .core
+            .open_channels()
             .into_iter()
             .find(|(n, _)| *n == channel_number)
             .map(|(_, id)| id)?;

@@ -54,6 +54,7 @@
 
 mod channel;
 mod connection;
+mod core;
 mod error;
 mod fxhash;
 mod params;

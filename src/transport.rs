@@ -271,11 +271,11 @@ impl Transport {
         if io.end == io.buf.len() {
             let wanted = (io.buf.len() * 2).min(limit.max(READ_BUFFER_SIZE));
             if wanted <= io.buf.len() {
-                // The decoder would have refused a frame this large already.
-                return Err(Error::Protocol(ProtocolError::FrameTooLarge {
-                    size: io.buf.len() as u64,
-                    limit: limit as u64,
-                }));
+                // The buffer is full and as large as the largest frame: it
+                // holds at least one whole frame (the heartbeat keeper
+                // filled it while the user's code ran). Decode before
+                // reading more; the socket keeps the rest (back-pressure).
+                return Ok(true);
             }
             io.buf.resize(wanted, 0);
         }

@@ -403,7 +403,7 @@ fn mandatory_unroutable_publish_is_returned_to_the_return_callback_at_the_next_d
 }
 
 #[test]
-fn publishing_to_a_missing_exchange_without_confirms_closes_the_channel_on_the_next_call() {
+fn publishing_to_a_missing_exchange_without_confirms_closes_the_channel_and_later_calls_see_it_closed() {
     let conn = connect("ch-publish-404");
     let ch = conn.channel().unwrap();
     ch.basic_publish(&unique("no-exchange"), "rk", "x", Default::default()).expect("returns after the flush");
@@ -413,10 +413,10 @@ fn publishing_to_a_missing_exchange_without_confirms_closes_the_channel_on_the_n
         assert!(Instant::now() < deadline, "the channel was not closed");
         conn.process_data_events(Some(0.05)).expect("no channel error from process_data_events");
     }
+    // pika: the close was processed by process_data_events, which does not
+    // report it; a later call finds the channel closed.
     let err = ch.queue_declare("", Default::default()).unwrap_err();
-    assert!(matches!(err, Error::ChannelClosedByBroker { reply_code: 404, .. }), "{err:?}");
-    let err = ch.queue_declare("", Default::default()).unwrap_err();
-    assert!(matches!(err, Error::ChannelWrongStateError(_)), "{err:?}");
+    assert!(matches!(&err, Error::ChannelWrongStateError(t) if t == "Channel is closed."), "{err:?}");
     let err = ch.close().unwrap_err();
     assert!(matches!(err, Error::ChannelWrongStateError(_)), "{err:?}");
     assert!(conn.is_open());
@@ -1005,7 +1005,9 @@ fn consume_iterator_on_a_missing_queue_fails_with_404_on_the_first_next() {
     assert!(ch.is_open(), "nothing sent before next()");
     let err = it.next().unwrap().unwrap_err();
     assert!(matches!(err, Error::ChannelClosedByBroker { reply_code: 404, .. }), "{err:?}");
-    assert!(it.next().is_none());
+    // The close is reported once; after it the iterator says the channel is closed.
+    let err = it.next().unwrap().unwrap_err();
+    assert!(matches!(err, Error::ChannelWrongStateError(_)), "{err:?}");
     assert!(ch.is_closed());
     assert!(conn.is_open());
 }
@@ -1205,7 +1207,8 @@ fn consume_iterator_ends_when_the_broker_cancels_its_consumer() {
         }
     }
     assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
-    assert_eq!(cancelled.get(), 1);
+    // pika runs no cancel callback for the consume() consumer.
+    assert_eq!(cancelled.get(), 0);
     assert!(ch.is_open());
 }
 

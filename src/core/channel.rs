@@ -1,0 +1,119 @@
+//! One channel's protocol state: its lifecycle, the RPC it waits for, its
+//! content assembler, consumers and confirm ledger.
+
+use crate::error::Error;
+use crate::protocol::{Content, ContentAssembler, Method};
+
+use super::confirms::Ledger;
+use super::consumers::Consumers;
+
+/// A channel's lifecycle. A number is free again only once `Closed`: a
+/// channel whose close crossed the broker's stays `Closing` until the
+/// `close-ok` of our own close, so that it never reaches a new channel.
+#[derive(Debug)]
+pub(crate) enum ChanState {
+    /// `channel.open` sent.
+    Opening,
+    Open,
+    /// We sent `channel.close` and wait for `close-ok`; `crossed` is the
+    /// broker's own close if one crossed ours.
+    Closing {
+        crossed: Option<Error>,
+    },
+    /// Settled. `by_broker` is the broker's close, if it closed the channel.
+    Closed {
+        by_broker: Option<Error>,
+    },
+}
+
+/// What an RPC got back (one at a time per channel, so its size is moot).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Method(Method),
+    Content(Content),
+}
+
+#[derive(Debug)]
+pub(crate) struct Channel {
+    /// Tells this channel from earlier ones that had the same number.
+    pub(crate) id: u64,
+    pub(crate) state: ChanState,
+    pub(crate) assembler: ContentAssembler,
+    /// Reply ids (class, method) the pending RPC waits for.
+    pub(crate) expect: &'static [(u16, u16)],
+    pub(crate) reply: Option<Reply>,
+    pub(crate) consumers: Consumers,
+    pub(crate) confirms: Option<Ledger>,
+}
+
+impl Channel {
+    pub(crate) fn new(id: u64) -> Self {
+        Channel {
+            id,
+            state: ChanState::Opening,
+            assembler: ContentAssembler::default(),
+            expect: expect::CHANNEL_OPEN_OK,
+            reply: None,
+            consumers: Consumers::default(),
+            confirms: None,
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self.state, ChanState::Open)
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(self.state, ChanState::Closed { .. })
+    }
+
+    /// Whether the broker has closed the channel (or its close crossed ours).
+    pub(crate) fn broker_reason(&self) -> Option<&Error> {
+        match &self.state {
+            ChanState::Closed { by_broker } => by_broker.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Takes the reply if it is one the pending RPC expects; otherwise
+    /// returns the unexpected method's name.
+    pub(crate) fn accept_reply(&mut self, reply: Reply) -> Result<(), &'static str> {
+        let method = match &reply {
+            Reply::Method(m) => m,
+            Reply::Content(c) => &c.method,
+        };
+        let id = (method.class_id(), method.method_id());
+        if self.expect.contains(&id) && self.reply.is_none() {
+            self.expect = &[];
+            self.reply = Some(reply);
+            Ok(())
+        } else {
+            Err(method.name())
+        }
+    }
+}
+
+/// Reply ids (class, method) an RPC waits for.
+pub(crate) mod expect {
+    pub(crate) const CHANNEL_OPEN_OK: &[(u16, u16)] = &[(20, 11)];
+    pub(crate) const CHANNEL_FLOW_OK: &[(u16, u16)] = &[(20, 21)];
+    pub(crate) const EXCHANGE_DECLARE_OK: &[(u16, u16)] = &[(40, 11)];
+    pub(crate) const EXCHANGE_DELETE_OK: &[(u16, u16)] = &[(40, 21)];
+    pub(crate) const EXCHANGE_BIND_OK: &[(u16, u16)] = &[(40, 31)];
+    pub(crate) const EXCHANGE_UNBIND_OK: &[(u16, u16)] = &[(40, 51)];
+    pub(crate) const QUEUE_DECLARE_OK: &[(u16, u16)] = &[(50, 11)];
+    pub(crate) const QUEUE_BIND_OK: &[(u16, u16)] = &[(50, 21)];
+    pub(crate) const QUEUE_PURGE_OK: &[(u16, u16)] = &[(50, 31)];
+    pub(crate) const QUEUE_DELETE_OK: &[(u16, u16)] = &[(50, 41)];
+    pub(crate) const QUEUE_UNBIND_OK: &[(u16, u16)] = &[(50, 51)];
+    pub(crate) const BASIC_QOS_OK: &[(u16, u16)] = &[(60, 11)];
+    pub(crate) const BASIC_CONSUME_OK: &[(u16, u16)] = &[(60, 21)];
+    pub(crate) const BASIC_CANCEL_OK: &[(u16, u16)] = &[(60, 31)];
+    pub(crate) const BASIC_GET_REPLY: &[(u16, u16)] = &[(60, 71), (60, 72)];
+    pub(crate) const BASIC_RECOVER_OK: &[(u16, u16)] = &[(60, 111)];
+    pub(crate) const CONFIRM_SELECT_OK: &[(u16, u16)] = &[(85, 11)];
+    pub(crate) const TX_SELECT_OK: &[(u16, u16)] = &[(90, 11)];
+    pub(crate) const TX_COMMIT_OK: &[(u16, u16)] = &[(90, 21)];
+    pub(crate) const TX_ROLLBACK_OK: &[(u16, u16)] = &[(90, 31)];
+}

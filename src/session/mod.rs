@@ -1,0 +1,478 @@
+//! The I/O driver: the only reader and writer of the socket. It connects
+//! (see `handshake`), feeds the bytes it reads as frames to the sans-IO
+//! [`Core`], writes the frames the core produces, keeps the liveness and
+//! blocked-connection clocks, and runs the waits every blocking call is
+//! made of. Nothing here calls user code.
+
+mod handshake;
+
+use std::time::{Duration, Instant};
+
+use crate::core::{closed_channel, Core, Outcome, Publish, Reply};
+use crate::error::{Error, Result};
+use crate::params::ConnectionParameters;
+use crate::protocol::{FieldTable, FieldValue, FrameDecoder, Method, HEARTBEAT_FRAME};
+use crate::transport::{Transport, WriteError};
+
+/// How long one blocking write may make no progress before the session
+/// looks at its other deadlines (blocked timeout, heartbeats).
+const WRITE_SLICE: Duration = Duration::from_secs(1);
+/// How long `close()` and `Drop` wait for the broker's `close-ok`.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the last words of a closing connection (a `close-ok`, or the
+/// `connection.close` telling the broker why we end it) may take to write.
+const FAREWELL_TIMEOUT: Duration = Duration::from_millis(500);
+
+pub(crate) fn secs(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+}
+
+pub(crate) struct Session {
+    t: Transport,
+    /// Whether the socket was shut after the core closed.
+    shut: bool,
+    decoder: FrameDecoder,
+    pub(crate) core: Core,
+    blocked_timeout: Option<f64>,
+    /// Bounds every wait and write while set (used by `close`).
+    pub(crate) op_deadline: Option<Instant>,
+    pub(crate) params: ConnectionParameters,
+}
+
+impl Session {
+    /// Connects and runs the handshake with one set of parameters.
+    pub(crate) fn connect(mut params: ConnectionParameters) -> Result<Session> {
+        params.validate()?;
+        let deadline = params.stack_timeout.map(|s| Instant::now() + secs(s));
+        let t = Transport::connect(&params, deadline)?;
+        let mut decoder = FrameDecoder::new();
+        decoder.set_max_message_size(params.max_message_size);
+        let mut s = Session {
+            t,
+            shut: false,
+            decoder,
+            core: Core::new(),
+            blocked_timeout: params.blocked_connection_timeout,
+            op_deadline: None,
+            params: ConnectionParameters::default(),
+        };
+        s.handshake(&mut params, deadline)?;
+        if params.heartbeat_keeper && s.core.tuned.heartbeat > 0 {
+            s.t.start_keeper(Duration::from_secs(s.core.tuned.heartbeat.into()));
+        }
+        params.credentials.erase_if_asked();
+        s.params = params;
+        Ok(s)
+    }
+
+    fn decoder_limit(&self) -> usize {
+        let fm = self.decoder.frame_max();
+        if fm == 0 {
+            usize::try_from(self.decoder.max_message_size()).unwrap_or(usize::MAX).saturating_add(16)
+        } else {
+            fm as usize + 16
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.core.is_open()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.core.blocked_since().is_some()
+    }
+
+    /// Ends the connection for a failure the driver saw (stream lost,
+    /// heartbeat or blocked timeout): the core settles everything, the
+    /// socket is shut, and the reason is returned to the caller that saw it.
+    fn fail(&mut self, reason: Error) -> Error {
+        let reason = self.core.fail(reason);
+        self.shut_down();
+        reason
+    }
+
+    /// Once the core is closed: writes its last frames (a `close-ok`, or a
+    /// `connection.close` saying why) if that can be done without garbling
+    /// a frame, then shuts the socket. Idempotent.
+    fn shut_down(&mut self) {
+        if self.shut {
+            return;
+        }
+        self.shut = true;
+        let farewell = std::mem::take(&mut self.core.out);
+        if !farewell.is_empty() && !self.t.mid_write() {
+            let _ = self.t.write_all(&farewell, Some(FAREWELL_TIMEOUT), Some(Instant::now() + FAREWELL_TIMEOUT));
+        }
+        self.t.shutdown();
+    }
+
+    // ----- writing -----------------------------------------------------
+
+    /// Writes the core's output now. While the broker does not read (a
+    /// resource alarm), keeps reading its frames and enforces the
+    /// blocked-connection timeout and heartbeat deadlines between slices.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        if self.core.is_closed() {
+            self.shut_down();
+            return Ok(());
+        }
+        if self.core.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.core.out);
+        let mut done = 0;
+        let result = loop {
+            // Each slice ends by the next deadline the session keeps
+            // (heartbeat, blocked timeout, close), so none is checked late.
+            // One clock read per slice: it costs as much as a tenth of a
+            // small publish.
+            let now = Instant::now();
+            let mut slice_end = now + WRITE_SLICE;
+            for d in [self.next_deadline(), self.op_deadline].into_iter().flatten() {
+                slice_end = slice_end.min(d.max(now + Duration::from_millis(1)));
+            }
+            let timeout = slice_end.saturating_duration_since(now).max(Duration::from_millis(1));
+            match self.t.write_all(&out[done..], Some(timeout), Some(slice_end)) {
+                Ok(()) => break Ok(()),
+                Err(WriteError::Failed(e)) => break Err(self.fail(e)),
+                Err(WriteError::TimedOut(left)) => {
+                    done = out.len() - left;
+                    // Frames the broker sends meanwhile (blocked, close) are
+                    // handled; replies they cause go after our bytes.
+                    if let Err(e) = self.read_frames(Some(Duration::ZERO)) {
+                        break Err(e);
+                    }
+                    if self.core.is_closed() {
+                        break Ok(());
+                    }
+                    if let Err(e) = self.check_deadlines(Instant::now(), false) {
+                        break Err(e);
+                    }
+                    if self.op_deadline.is_some_and(|d| Instant::now() >= d) {
+                        break Err(
+                            self.fail(Error::StreamLostError("write timed out: the broker is not reading".into()))
+                        );
+                    }
+                }
+            }
+        };
+        // Frames queued while we were writing (replies) follow.
+        let queued = std::mem::replace(&mut self.core.out, out);
+        self.core.out.clear();
+        self.core.out.extend_from_slice(&queued);
+        result?;
+        if self.core.is_closed() {
+            self.shut_down();
+            return Ok(());
+        }
+        if !self.core.out.is_empty() {
+            return self.flush();
+        }
+        Ok(())
+    }
+
+    // ----- reading -----------------------------------------------------
+
+    /// Reads once (waiting at most `timeout`) and hands every whole frame
+    /// to the core.
+    fn read_frames(&mut self, timeout: Option<Duration>) -> Result<()> {
+        if self.core.is_closed() {
+            return Ok(());
+        }
+        // Even when nothing new arrives, decode what is buffered: the
+        // heartbeat keeper may have read it while the user's code ran.
+        match self.t.fill(timeout, self.decoder_limit()) {
+            Ok(_) => {}
+            Err(Error::Protocol(e)) => {
+                let e = self.core.decode_failure(e);
+                self.shut_down();
+                return Err(e);
+            }
+            Err(e) => return Err(self.fail(e)),
+        }
+        // Decoding a batch takes microseconds: one time for all its frames.
+        let now = Instant::now();
+        loop {
+            let frame = match self.t.next_frame(&self.decoder, now) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    let e = self.core.decode_failure(e);
+                    self.shut_down();
+                    return Err(e);
+                }
+            };
+            log::trace!("received {frame:?}");
+            let handled = self.core.handle_frame(frame);
+            if self.core.is_closed() {
+                // A broker close (reported by the next call that looks) or a
+                // protocol failure (reported now): nothing after it counts.
+                self.shut_down();
+                return handled;
+            }
+            handled?;
+        }
+    }
+
+    // ----- waiting ------------------------------------------------------
+
+    /// Checks the heartbeat and blocked-connection deadlines; sends a
+    /// heartbeat when we have been quiet for half the interval.
+    ///
+    /// `may_write` is false while a write is part-way through a frame.
+    fn check_deadlines(&mut self, now: Instant, may_write: bool) -> Result<()> {
+        if let (Some(since), Some(limit)) = (self.core.blocked_since(), self.blocked_timeout) {
+            if now.duration_since(since) >= secs(limit) {
+                return Err(self.fail(Error::ConnectionBlockedTimeout(limit)));
+            }
+        }
+        let hb = self.core.tuned.heartbeat;
+        if hb > 0 {
+            let interval = Duration::from_secs(hb.into());
+            let (last_frame, last_write) = self.t.last_io();
+            if now.duration_since(last_frame) >= interval * 2 {
+                // Stale because nobody read (the user's code ran long), or
+                // because the peer is silent? What the socket holds decides.
+                self.read_frames(Some(Duration::ZERO))?;
+                if self.core.is_closed() {
+                    return self.core.check_open();
+                }
+                if now.duration_since(self.t.last_io().0) >= interval * 2 {
+                    return Err(self.fail(Error::AMQPHeartbeatTimeout(format!(
+                        "No activity or too many missed heartbeats in the last {} seconds",
+                        2 * hb
+                    ))));
+                }
+            }
+            if may_write && now.duration_since(last_write) >= interval / 2 && self.core.out.is_empty() {
+                self.core.out.extend_from_slice(&HEARTBEAT_FRAME);
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next instant at which [`Session::check_deadlines`] has work.
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        if let (Some(since), Some(limit)) = (self.core.blocked_since(), self.blocked_timeout) {
+            consider(since + secs(limit));
+        }
+        let hb = self.core.tuned.heartbeat;
+        if hb > 0 {
+            let interval = Duration::from_secs(hb.into());
+            let (last_frame, last_write) = self.t.last_io();
+            consider(last_frame + interval * 2);
+            consider(last_write + interval / 2);
+        }
+        next
+    }
+
+    /// Does I/O until `ready` says so (`Ok(true)`) or `deadline` passes
+    /// (`Ok(false)`). A connection that closes ends the wait first, with
+    /// its reason (or a wrong-state error once the reason was reported):
+    /// nothing is waited for, or dispatched, on a closed connection.
+    /// `poll` caps each blocking read, so that conditions the socket cannot
+    /// signal (a thread-safe callback) are seen promptly. `deadline ==
+    /// Some(now)` reads the socket once without blocking.
+    pub(crate) fn wait(
+        &mut self,
+        deadline: Option<Instant>,
+        poll: Option<Duration>,
+        ready: &mut dyn FnMut(&mut Session) -> Result<bool>,
+    ) -> Result<bool> {
+        let mut polled = false;
+        loop {
+            self.flush()?;
+            // While closing we still wait (for close-ok); once closed, the
+            // reason ends every wait.
+            if self.core.is_closed() {
+                self.core.check_open()?;
+            }
+            if ready(self)? {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            self.check_deadlines(now, true)?;
+            if self.op_deadline.is_some_and(|d| now >= d) {
+                return Err(Error::Timeout("the operation's deadline passed".into()));
+            }
+            let deadline = match (deadline, self.op_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if deadline.is_some_and(|d| now >= d) {
+                if polled {
+                    return Ok(false);
+                }
+                // A zero time limit still reads what has arrived.
+                polled = true;
+                self.read_frames(Some(Duration::ZERO))?;
+                continue;
+            }
+            let wake = match (deadline, self.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let mut timeout = wake.map(|w| w.saturating_duration_since(now).max(Duration::from_millis(1)));
+            if let Some(p) = poll {
+                timeout = Some(timeout.map_or(p, |t| t.min(p)));
+            }
+            self.read_frames(timeout)?;
+        }
+    }
+
+    /// Sends `method` on a channel and waits for one of the replies `expect`.
+    pub(crate) fn rpc(&mut self, number: u16, id: u64, method: Method, expect: &'static [(u16, u16)]) -> Result<Reply> {
+        self.core.begin_rpc(number, id, method, expect)?;
+        let mut reply = None;
+        self.wait(None, None, &mut |s: &mut Session| {
+            reply = s.core.take_reply(number, id)?;
+            Ok(reply.is_some())
+        })?;
+        reply.ok_or_else(closed_channel)
+    }
+
+    /// Queues a method that has no reply and writes it.
+    pub(crate) fn send(&mut self, number: u16, id: u64, method: Method) -> Result<()> {
+        self.core.send(number, id, method)?;
+        self.flush()
+    }
+
+    // ----- channels -----------------------------------------------------
+
+    /// Opens a channel: the given number, or the lowest free one.
+    pub(crate) fn open_channel(&mut self, number: Option<u16>) -> Result<(u16, u64)> {
+        let (number, id) = self.core.begin_open(number)?;
+        self.wait(None, None, &mut |s: &mut Session| s.core.open_done(number, id))?;
+        Ok((number, id))
+    }
+
+    /// The client side of `channel.close`: waits for `close-ok`. Returns the
+    /// broker's reason if its own close crossed ours.
+    pub(crate) fn close_channel(&mut self, number: u16, id: u64, code: u16, text: &str) -> Result<()> {
+        self.core.begin_close(number, id, code, text)?;
+        self.wait(None, None, &mut |s: &mut Session| s.core.close_done(number, id))?;
+        Ok(())
+    }
+
+    // ----- publishing ---------------------------------------------------
+
+    /// Encodes and writes one publish; in confirm mode returns its sequence number.
+    pub(crate) fn publish(&mut self, number: u16, id: u64, publish: &Publish<'_>) -> Result<Option<u64>> {
+        let seq = self.core.publish(number, id, publish)?;
+        let flushed = self.flush();
+        if let (Err(e), Some(seq)) = (&flushed, seq) {
+            // This publish's outcome is the error returned now; it must not
+            // be reported again by wait_for_confirms.
+            if let Some(l) = self.core.ledger(number, id) {
+                l.forget(seq);
+            }
+            log::debug!("publish {seq} failed on write: {e}");
+        }
+        flushed.map(|()| seq)
+    }
+
+    /// Waits until publish `seq` (or, with `None`, every publish) is
+    /// resolved, or `deadline` (`Ok(false)`). A close of the channel or
+    /// connection resolves every pending publish with the reason as its
+    /// outcome. As in pika, a connection that closes ends the wait with its
+    /// reason even if confirms arrived in the same read; the reason is then
+    /// returned here unless an outcome already carries it.
+    fn wait_resolved(&mut self, number: u16, id: u64, seq: Option<u64>, deadline: Option<Instant>) -> Result<bool> {
+        if self.core.confirms_resolved(number, id, seq) {
+            return Ok(true);
+        }
+        self.wait(deadline, None, &mut |s: &mut Session| Ok(s.core.confirms_resolved(number, id, seq)))
+    }
+
+    /// Waits for the outcome of publish `seq` and takes it (only it: earlier
+    /// pipelined outcomes stay for `wait_for_confirms` / `take_confirms`).
+    pub(crate) fn wait_outcome(&mut self, number: u16, id: u64, seq: u64) -> Result<Outcome> {
+        let waited = self.wait_resolved(number, id, Some(seq), None);
+        let outcome = self.core.ledger(number, id).and_then(|l| l.take(seq));
+        self.core.release_ledger(id);
+        match (waited, outcome) {
+            (Err(e), Some(Outcome::Failed(_))) => {
+                log::debug!("confirm wait ended by {e}");
+                Ok(Outcome::Failed(e))
+            }
+            (Err(e), _) => Err(e),
+            (Ok(_), outcome) => outcome.ok_or_else(closed_channel),
+        }
+    }
+
+    /// Waits until every publish is resolved, or `deadline` (`Ok(None)`);
+    /// takes every outcome, in sequence order.
+    pub(crate) fn wait_confirms(
+        &mut self,
+        number: u16,
+        id: u64,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<(u64, Outcome)>>> {
+        let waited = self.wait_resolved(number, id, None, deadline);
+        let failed = self.core.ledger(number, id).is_some_and(|l| l.has_failures());
+        match waited {
+            Ok(false) => return Ok(None),
+            Err(e) if !failed => return Err(e),
+            Err(e) => log::debug!("confirm wait ended by {e}"),
+            Ok(true) => {}
+        }
+        let taken = self.core.ledger(number, id).map(|l| l.take_all()).unwrap_or_default();
+        self.core.release_ledger(id);
+        Ok(Some(taken))
+    }
+
+    /// Reads what has arrived (without blocking) and takes the outcomes
+    /// resolved so far, in sequence order.
+    pub(crate) fn take_outcomes(&mut self, number: u16, id: u64) -> Result<Vec<(u64, Outcome)>> {
+        let polled = self.wait(Some(Instant::now()), None, &mut |_| Ok(false));
+        let taken = self.core.ledger(number, id).map(|l| l.take_all()).unwrap_or_default();
+        self.core.release_ledger(id);
+        // A connection that died still hands over its (failed) outcomes first.
+        if taken.is_empty() {
+            polled?;
+        }
+        Ok(taken)
+    }
+
+    // ----- connection-level calls -------------------------------------------
+
+    pub(crate) fn update_secret(&mut self, new_secret: &str, reason: &str) -> Result<()> {
+        self.core.begin_update_secret(new_secret, reason)?;
+        self.wait(None, None, &mut |s: &mut Session| Ok(s.core.take_conn_reply().is_some()))?;
+        Ok(())
+    }
+
+    /// Sends `connection.close` and waits (bounded) for `close-ok`.
+    pub(crate) fn close(&mut self, code: u16, text: &str, deadline: Instant) -> Result<()> {
+        self.core.begin_connection_close(code, text)?;
+        let result = self.wait(Some(deadline), None, &mut |s: &mut Session| Ok(s.core.take_conn_reply().is_some()));
+        // Whoever asks later is told the connection is closed, not why.
+        self.fail(Error::ConnectionClosedByClient { reply_code: code, reply_text: text.into() });
+        match result {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(Error::Timeout(_)) => {
+                log::warn!("no connection.close-ok within {CLOSE_TIMEOUT:?}; socket closed anyway");
+                Ok(())
+            }
+            Err(Error::ConnectionClosedByClient { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The server's capability flag `name`.
+pub(crate) fn capability(server_properties: &FieldTable, name: &str) -> bool {
+    server_properties
+        .get("capabilities")
+        .and_then(FieldValue::as_table)
+        .and_then(|c| c.get(name))
+        .and_then(FieldValue::as_bool)
+        .unwrap_or(false)
+}
