@@ -121,6 +121,9 @@ impl Shared {
         extra: &mut dyn FnMut(&mut Session) -> Result<bool>,
     ) -> Result<bool> {
         let top_level = !self.dispatching.get();
+        // Only what ends during this wait wakes it (pika: a channel's request
+        // for urgent dispatch); the callers look at what ended before.
+        self.session.borrow_mut().core.take_wake();
         loop {
             let timer = if top_level { self.callbacks.borrow().next_timer_due() } else { None };
             let until = match (deadline, timer) {
@@ -546,9 +549,6 @@ impl BlockingConnection {
             self.shared.wait_for(deadline, &mut |_| Ok(false))?;
             return Ok(());
         }
-        // Only what ends during this call wakes it (pika: a channel's
-        // request for urgent dispatch).
-        self.shared.session.borrow_mut().core.take_wake();
         if self.shared.wait_for(deadline, &mut |_| Ok(false))? {
             dispatch(&self.shared)?;
         }

@@ -17,7 +17,7 @@ mod channel;
 mod confirms;
 mod consumers;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 pub(crate) use channel::{expect, Reply};
@@ -108,10 +108,21 @@ pub(crate) struct Core {
     /// Callbacks of consumers that are gone, to be dropped outside any
     /// borrow (dropping one may drop handles that use the connection).
     graveyard: Vec<ConsumerCallback>,
-    /// Confirm ledgers of closed channels whose number was reused, by
-    /// channel id, while they hold outcomes not yet taken: every publish
-    /// keeps its one outcome for the handle that made it.
-    retired: FxHashMap<u64, Ledger>,
+    /// What closed channels whose number was reused still owe their
+    /// handles, by channel id (oldest first, at most [`RETIRED_MAX`]): the
+    /// broker's close reason (for `start_consuming` and `consume()`) and
+    /// confirm outcomes not yet taken (every publish keeps its one outcome).
+    retired: BTreeMap<u64, Retired>,
+}
+
+/// How many reused channels' leftovers are kept (see [`Core::retired`]).
+const RETIRED_MAX: usize = 1024;
+
+/// A closed channel's leftovers after its number was reused.
+#[derive(Debug)]
+struct Retired {
+    broker_reason: Option<Error>,
+    ledger: Option<Ledger>,
 }
 
 impl Core {
@@ -132,7 +143,7 @@ impl Core {
             blocked_since: None,
             wake: false,
             graveyard: Vec::new(),
-            retired: FxHashMap::default(),
+            retired: BTreeMap::new(),
         }
     }
 
@@ -287,10 +298,8 @@ impl Core {
     /// connection closed by someone else is reported (once, then as a
     /// wrong state); with no consumer left the loop is done.
     pub(crate) fn consumer_loop(&mut self, number: u16, id: u64) -> LoopStatus {
-        let Some(ch) = self.channels.get(&number).filter(|c| c.id == id) else { return LoopStatus::Done };
-        if let Some(reason) = ch.broker_reason() {
-            return LoopStatus::Fail(reason.clone());
-        }
+        // The connection first: pika's wait raises its close before it
+        // looks at the channel.
         if self.is_closed() {
             if self.closed_by_client() {
                 return LoopStatus::Done;
@@ -299,6 +308,16 @@ impl Core {
                 Err(e) => LoopStatus::Fail(e),
                 Ok(()) => LoopStatus::Done,
             };
+        }
+        let Some(ch) = self.channels.get(&number).filter(|c| c.id == id) else {
+            // Closed, and its number reused since.
+            return match self.retired.get(&id).and_then(|r| r.broker_reason.clone()) {
+                Some(reason) => LoopStatus::Fail(reason),
+                None => LoopStatus::Done,
+            };
+        };
+        if let Some(reason) = ch.broker_reason() {
+            return LoopStatus::Fail(reason.clone());
         }
         if !ch.is_open() || ch.consumers.is_empty() {
             return LoopStatus::Done;
@@ -411,9 +430,14 @@ impl Core {
             ));
         }
         let Some(ch) = self.channels.get_mut(&number) else { return Ok(()) };
-        // After sending channel.close, only close and close-ok matter (C10).
+        // After sending channel.close, only close and close-ok matter (C10),
+        // and confirms: the broker sent them before it saw our close, and
+        // they settle publishes that would otherwise count as failed.
         if matches!(ch.state, ChanState::Closing { .. })
-            && !matches!(method, Method::ChannelClose(_) | Method::ChannelCloseOk(_))
+            && !matches!(
+                method,
+                Method::ChannelClose(_) | Method::ChannelCloseOk(_) | Method::BasicAck(_) | Method::BasicNack(_)
+            )
         {
             return Ok(());
         }
@@ -449,6 +473,11 @@ impl Core {
         let Some(ch) = self.channels.get_mut(&number) else { return Ok(()) };
         match &mut ch.state {
             ChanState::Closing { crossed } => {
+                // The broker's reason is why unconfirmed publishes failed,
+                // even though the channel settles only with our close-ok.
+                if let Some(ledger) = &mut ch.confirms {
+                    ledger.fail_all(&reason);
+                }
                 crossed.get_or_insert(reason);
             }
             _ => self.settle_channel(number, Some(reason)),
@@ -505,12 +534,16 @@ impl Core {
 
     fn handle_content(&mut self, number: u16, content: Content) -> Result<()> {
         let Some(ch) = self.channels.get_mut(&number) else { return Ok(()) };
-        // After sending channel.close, content is discarded too (C10).
-        if matches!(ch.state, ChanState::Closing { .. }) {
-            return Ok(());
-        }
         let id = ch.id;
         let Content { method, properties, body } = content;
+        // After sending channel.close, content is discarded too (C10); a
+        // return still marks its publish for the confirm that follows.
+        if matches!(ch.state, ChanState::Closing { .. }) {
+            if let (Method::BasicReturn(ret), Some(ledger)) = (method, &mut ch.confirms) {
+                ledger.returned(&ReturnedMessage { method: ret, properties: *properties, body });
+            }
+            return Ok(());
+        }
         match method {
             Method::BasicDeliver(deliver) => {
                 match ch.consumers.route(deliver, properties, body) {
@@ -590,9 +623,7 @@ impl Core {
         let id = self.next_id;
         self.next_id += 1;
         if let Some(old) = self.channels.insert(number, Channel::new(id)) {
-            if let Some(ledger) = old.confirms.filter(|l| l.has_outcomes()) {
-                self.retired.insert(old.id, ledger);
-            }
+            self.retire(old);
         }
         self.queue_method(number, ChannelOpen::default().into())?;
         Ok((number, id))
@@ -743,14 +774,34 @@ impl Core {
     pub(crate) fn ledger(&mut self, number: u16, id: u64) -> Option<&mut Ledger> {
         match self.channels.get_mut(&number).filter(|c| c.id == id) {
             Some(c) => c.confirms.as_mut(),
-            None => self.retired.get_mut(&id),
+            None => self.retired.get_mut(&id).and_then(|r| r.ledger.as_mut()),
         }
     }
 
     /// Forgets a retired ledger once its outcomes were all taken.
     pub(crate) fn release_ledger(&mut self, id: u64) {
-        if self.retired.get(&id).is_some_and(|l| !l.has_outcomes()) {
-            self.retired.remove(&id);
+        if let Some(r) = self.retired.get_mut(&id) {
+            if r.ledger.as_ref().is_some_and(|l| !l.has_outcomes()) {
+                r.ledger = None;
+            }
+            if r.ledger.is_none() && r.broker_reason.is_none() {
+                self.retired.remove(&id);
+            }
+        }
+    }
+
+    /// Keeps what a closed channel whose number is reused still owes its handles.
+    fn retire(&mut self, old: Channel) {
+        let broker_reason = old.broker_reason().cloned();
+        let ledger = old.confirms.filter(Ledger::has_outcomes);
+        if broker_reason.is_none() && ledger.is_none() {
+            return;
+        }
+        self.retired.insert(old.id, Retired { broker_reason, ledger });
+        if self.retired.len() > RETIRED_MAX {
+            if let Some((id, _)) = self.retired.pop_first() {
+                log::warn!("forgot the close reason and unconfirmed outcomes of closed channel #{id}");
+            }
         }
     }
 

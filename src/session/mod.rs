@@ -379,11 +379,10 @@ impl Session {
     }
 
     /// Waits until publish `seq` (or, with `None`, every publish) is
-    /// resolved, or `deadline` (`Ok(false)`). A close of the channel or
-    /// connection resolves every pending publish with the reason as its
-    /// outcome. As in pika, a connection that closes ends the wait with its
-    /// reason even if confirms arrived in the same read; the reason is then
-    /// returned here unless an outcome already carries it.
+    /// resolved, or `deadline` (`Ok(false)`). A broker close of the channel
+    /// resolves every pending publish with its reason as the outcome. A
+    /// connection that closes ends the wait with its reason, as in pika,
+    /// even if confirms arrived in the same read.
     fn wait_resolved(&mut self, number: u16, id: u64, seq: Option<u64>, deadline: Option<Instant>) -> Result<bool> {
         if self.core.confirms_resolved(number, id, seq) {
             return Ok(true);
@@ -393,35 +392,33 @@ impl Session {
 
     /// Waits for the outcome of publish `seq` and takes it (only it: earlier
     /// pipelined outcomes stay for `wait_for_confirms` / `take_confirms`).
+    /// If the connection closed meanwhile, its reason is the outcome.
     pub(crate) fn wait_outcome(&mut self, number: u16, id: u64, seq: u64) -> Result<Outcome> {
         let waited = self.wait_resolved(number, id, Some(seq), None);
         let outcome = self.core.ledger(number, id).and_then(|l| l.take(seq));
         self.core.release_ledger(id);
-        match (waited, outcome) {
-            (Err(e), Some(Outcome::Failed(_))) => {
-                log::debug!("confirm wait ended by {e}");
-                Ok(Outcome::Failed(e))
-            }
-            (Err(e), _) => Err(e),
-            (Ok(_), outcome) => outcome.ok_or_else(closed_channel),
-        }
+        waited?;
+        outcome.ok_or_else(closed_channel)
     }
 
     /// Waits until every publish is resolved, or `deadline` (`Ok(None)`);
-    /// takes every outcome, in sequence order.
+    /// takes every outcome, in sequence order. If the connection closes
+    /// meanwhile, the publishes it failed carry its reason in their
+    /// outcomes, which are handed over; only if it failed none is the
+    /// reason returned instead (the outcomes then stay for `take_confirms`).
     pub(crate) fn wait_confirms(
         &mut self,
         number: u16,
         id: u64,
         deadline: Option<Instant>,
     ) -> Result<Option<Vec<(u64, Outcome)>>> {
-        let waited = self.wait_resolved(number, id, None, deadline);
-        let failed = self.core.ledger(number, id).is_some_and(|l| l.has_failures());
-        match waited {
+        match self.wait_resolved(number, id, None, deadline) {
             Ok(false) => return Ok(None),
-            Err(e) if !failed => return Err(e),
-            Err(e) => log::debug!("confirm wait ended by {e}"),
             Ok(true) => {}
+            Err(e) if self.core.ledger(number, id).is_some_and(|l| l.has_failures()) => {
+                log::debug!("confirm wait ended by {e}; the failed outcomes carry it");
+            }
+            Err(e) => return Err(e),
         }
         let taken = self.core.ledger(number, id).map(|l| l.take_all()).unwrap_or_default();
         self.core.release_ledger(id);

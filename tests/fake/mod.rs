@@ -427,6 +427,12 @@ impl Peer {
         std::thread::sleep(duration);
     }
 
+    /// A second handle on the socket, for writing from another thread while
+    /// this `Peer` reads (the caller keeps the writes whole frames).
+    pub fn try_clone_stream(&self) -> io::Result<TcpStream> {
+        self.stream.try_clone()
+    }
+
     /// Closes the socket (FIN).
     pub fn close_socket(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
