@@ -1540,26 +1540,27 @@ impl Consume {
         started
     }
 
-    /// The next buffered message (`Some(Some(_))`), nothing yet
-    /// (`Some(None)`), or the end of the consumer (`None`); the close that
-    /// ended it as an error.
-    fn poll(&self) -> Result<Option<Option<Delivery>>> {
+    /// What the generator has now: a message, nothing yet, or its end; the
+    /// close that ended it as an error.
+    fn poll(&self) -> Result<Step> {
         self.channel.with(|s, n, id| {
             if let Some(d) = s.core.consumers(n, id).and_then(|c| c.generator_mut()).and_then(|g| g.buffer.pop_front())
             {
-                return Ok(Some(Some(d)));
+                return Ok(Step::Message(d));
             }
             let ended = s.core.consumers(n, id).and_then(|c| c.generator()).is_none_or(|g| g.ended);
             match s.core.consumer_loop(n, id) {
                 LoopStatus::Fail(e) => Err(e),
-                LoopStatus::Done => Ok(None),
-                LoopStatus::Run if ended => Ok(None),
-                LoopStatus::Run => Ok(Some(None)),
+                LoopStatus::Done => Ok(Step::Ended),
+                LoopStatus::Run if ended => Ok(Step::Ended),
+                LoopStatus::Run => Ok(Step::Idle),
             }
         })
     }
 
-    fn step(&mut self) -> Result<Option<Option<Delivery>>> {
+    /// One `next()`: waits (servicing the connection) for a message, the
+    /// end of the consumer, or the inactivity timeout (`Step::Idle`).
+    fn step(&mut self) -> Result<Step> {
         if !self.started {
             self.start()?;
             self.started = true;
@@ -1573,12 +1574,12 @@ impl Consume {
         let mut waited = false;
         loop {
             match self.poll()? {
-                Some(None) => {}
+                Step::Idle => {}
                 other => return Ok(other),
             }
             // The time limit counts only after the socket was read once.
             if waited && deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(Some(None));
+                return Ok(Step::Idle);
             }
             // Service the connection (and other callbacks) until a message
             // for us arrives, the consumer or its channel ends, or the
@@ -1595,6 +1596,15 @@ impl Consume {
             }
         }
     }
+}
+
+/// What one step of a [`Consume`] iterator found.
+enum Step {
+    Message(Delivery),
+    /// Nothing within the inactivity timeout (pika's `(None, None, None)`).
+    Idle,
+    /// The consumer was cancelled.
+    Ended,
 }
 
 impl Iterator for Consume {
@@ -1614,8 +1624,9 @@ impl Iterator for Consume {
             ConsumeState::Running => {}
         }
         match self.step() {
-            Ok(Some(item)) => Some(Ok(item)),
-            Ok(None) => {
+            Ok(Step::Message(message)) => Some(Ok(Some(message))),
+            Ok(Step::Idle) => Some(Ok(None)),
+            Ok(Step::Ended) => {
                 self.state = ConsumeState::Finished;
                 None
             }
