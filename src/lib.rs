@@ -78,5 +78,5 @@ pub use protocol::{
     Decimal, DeliveryMode, FieldTable, FieldValue, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk,
     PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE,
 };
-pub use pyrepr::{py_bytes, PyBytes};
+pub use pyrepr::{py_bytes, py_method_frame, PyBytes, PyRepr};
 pub use url::UrlParameters;
