@@ -71,7 +71,8 @@ pub use channel::{
 pub use connection::{BlockingConnection, ThreadsafeHandle, TimerId};
 pub use error::{reply_code, CallbackError, Error, Result, ReturnedMessage};
 pub use params::{
-    ConnectionParameters, Credentials, ExternalCredentials, IntoParameterList, PlainCredentials, SslOptions,
+    ConnectionParameters, Credentials, ExternalCredentials, HeartbeatCallback, IntoParameterList, PlainCredentials,
+    SslOptions,
 };
 pub use protocol::{
     BasicCancel, BasicDeliver, BasicGetOk, BasicProperties, BasicReturn, ConnectionBlocked, ConnectionUnblocked,
