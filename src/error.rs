@@ -204,16 +204,41 @@ impl Error {
         Error::Callback(CallbackError(Arc::new(err)))
     }
 
-    /// Whether pika would raise this as an `AMQPConnectionError`: the
-    /// connection is unusable and a new `BlockingConnection` is needed.
+    /// Whether this is one of pika's `AMQPConnectionError`s: the connection
+    /// could not be made or is unusable, and a new `BlockingConnection` is
+    /// needed. This is what a reconnect loop catches.
+    ///
+    /// It holds for every variant pika raises as an `AMQPConnectionError`
+    /// subclass, and also for three that a reconnect loop must see even
+    /// though pika files them elsewhere:
+    /// - [`Error::Tls`] and [`Error::AMQPConnectorStackTimeout`] (pika lets
+    ///   `ssl.SSLError` and `AMQPConnectorStackTimeout` escape unwrapped, so
+    ///   `except AMQPConnectionError` misses them);
+    /// - [`Error::Protocol`] for bytes from the broker that break the
+    ///   protocol (pika's `ProtocolSyntaxError` family): pikars closes the
+    ///   connection on them. The codec errors of a value *you* tried to send
+    ///   (a short string over 255 bytes, a long string over 4 GiB, a content
+    ///   header larger than a frame) leave the connection open and are not
+    ///   connection errors. A table nested too deep counts as one either way.
     ///
     /// # Example
     ///
     /// ```
-    /// assert!(pikars::Error::StreamLostError("reset".into()).is_connection_error());
-    /// assert!(!pikars::Error::ChannelWrongStateError("Channel is closed.".into()).is_connection_error());
+    /// use pikars::{protocol::ProtocolError, Error};
+    /// assert!(Error::StreamLostError("reset".into()).is_connection_error());
+    /// assert!(Error::Protocol(ProtocolError::BadFrameEnd(0)).is_connection_error());
+    /// assert!(!Error::Protocol(ProtocolError::ShortStringTooLong(300)).is_connection_error());
+    /// assert!(!Error::ChannelWrongStateError("Channel is closed.".into()).is_connection_error());
     /// ```
     pub fn is_connection_error(&self) -> bool {
+        if let Error::Protocol(e) = self {
+            return !matches!(
+                e,
+                ProtocolError::ShortStringTooLong(_)
+                    | ProtocolError::LongStringTooLong(_)
+                    | ProtocolError::HeaderTooLarge { .. }
+            );
+        }
         matches!(
             self,
             Error::AMQPConnectionError(_)
@@ -231,6 +256,29 @@ impl Error {
                 | Error::NoFreeChannels(_)
                 | Error::ConnectionWrongStateError(_)
         )
+    }
+
+    /// Whether pika's `except pika.exceptions.AMQPError` catches this: every
+    /// connection error ([`Error::is_connection_error`]), every channel error
+    /// ([`Error::is_channel_error`]), [`Error::MethodNotImplemented`] and
+    /// every [`Error::Protocol`] (pika's `ProtocolSyntaxError` family and
+    /// `ShortStringTooLong`).
+    ///
+    /// Not AMQP errors, as in pika: [`Error::ReentrancyError`] (a plain
+    /// `Exception` subclass in pika), [`Error::InvalidArgument`] (`ValueError`),
+    /// [`Error::Timeout`] and [`Error::Callback`] (your own error).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::Error;
+    /// assert!(Error::MethodNotImplemented("Confirm.Select not Supported by Server".into()).is_amqp_error());
+    /// assert!(!Error::ReentrancyError("start_consuming".into()).is_amqp_error());
+    /// ```
+    pub fn is_amqp_error(&self) -> bool {
+        self.is_connection_error()
+            || self.is_channel_error()
+            || matches!(self, Error::MethodNotImplemented(_) | Error::Protocol(_))
     }
 
     /// Whether pika would raise this as an `AMQPChannelError`.
@@ -252,6 +300,131 @@ impl Error {
         )
     }
 
+    /// The AMQP reply text of a close by the broker or the client (pika's
+    /// `e.reply_text`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let e = pikars::Error::ChannelClosedByBroker { reply_code: 404, reply_text: "NOT_FOUND - no queue 'x'".into() };
+    /// assert_eq!(e.reply_text(), Some("NOT_FOUND - no queue 'x'"));
+    /// assert_eq!(pikars::Error::StreamLostError("reset".into()).reply_text(), None);
+    /// ```
+    pub fn reply_text(&self) -> Option<&str> {
+        match self {
+            Error::ConnectionClosedByBroker { reply_text, .. }
+            | Error::ConnectionClosedByClient { reply_text, .. }
+            | Error::ChannelClosedByBroker { reply_text, .. } => Some(reply_text),
+            _ => None,
+        }
+    }
+
+    /// The name of the Python class pika raises for this error, as
+    /// `type(e).__name__` gives it.
+    ///
+    /// Variants that are pika exceptions give their own name. The others
+    /// give the Python class pika lets through in their place:
+    /// [`Error::Tls`] is `SSLError` (`ssl.SSLError`), [`Error::InvalidArgument`]
+    /// is `ValueError`, [`Error::Timeout`] (a pikars extension) is
+    /// `TimeoutError`, a callback's error is `Exception`, and
+    /// [`Error::Protocol`] names pika's codec exception:
+    /// `ShortStringTooLong`, `InvalidFieldTypeException`, `BodyTooLongError`
+    /// (a message above `max_message_size`), `UnexpectedFrameError`,
+    /// `InvalidFrameError` (frame-level damage) or `ProtocolSyntaxError`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::Error;
+    /// let e = Error::ChannelClosedByBroker { reply_code: 404, reply_text: "NOT_FOUND".into() };
+    /// assert_eq!(e.py_class_name(), "ChannelClosedByBroker");
+    /// assert_eq!(Error::InvalidArgument("x".into()).py_class_name(), "ValueError");
+    /// ```
+    pub fn py_class_name(&self) -> &'static str {
+        match self {
+            Error::AMQPConnectionError(_) => "AMQPConnectionError",
+            Error::ConnectionClosedByBroker { .. } => "ConnectionClosedByBroker",
+            Error::ConnectionClosedByClient { .. } => "ConnectionClosedByClient",
+            Error::StreamLostError(_) => "StreamLostError",
+            Error::AMQPHeartbeatTimeout(_) => "AMQPHeartbeatTimeout",
+            Error::ConnectionBlockedTimeout(_) => "ConnectionBlockedTimeout",
+            Error::IncompatibleProtocolError(_) => "IncompatibleProtocolError",
+            Error::AuthenticationError(_) => "AuthenticationError",
+            Error::ProbableAuthenticationError(_) => "ProbableAuthenticationError",
+            Error::ProbableAccessDeniedError(_) => "ProbableAccessDeniedError",
+            Error::AMQPConnectorStackTimeout(_) => "AMQPConnectorStackTimeout",
+            Error::Tls(_) => "SSLError",
+            Error::NoFreeChannels(_) => "NoFreeChannels",
+            Error::ConnectionWrongStateError(_) => "ConnectionWrongStateError",
+            Error::ChannelClosedByBroker { .. } => "ChannelClosedByBroker",
+            Error::ChannelWrongStateError(_) => "ChannelWrongStateError",
+            Error::DuplicateConsumerTag(_) => "DuplicateConsumerTag",
+            Error::UnroutableError(_) => "UnroutableError",
+            Error::NackError(_) => "NackError",
+            Error::MethodNotImplemented(_) => "MethodNotImplemented",
+            Error::ReentrancyError(_) => "ReentrancyError",
+            Error::InvalidArgument(_) => "ValueError",
+            Error::Timeout(_) => "TimeoutError",
+            Error::Protocol(e) => protocol_class_name(e),
+            Error::Callback(_) => "Exception",
+        }
+    }
+
+    /// What pika's `print(e)` (Python's `str(e)`) shows for this error.
+    ///
+    /// For the closes it is the `(reply_code, reply_text)` tuple:
+    /// `(404, "NOT_FOUND - no queue 'x' in vhost '/'")`. For
+    /// `UnroutableError`/`NackError` pika's count line, for
+    /// `ConnectionBlockedTimeout` pika's fixed text, for `NoFreeChannels` the
+    /// empty string (pika raises it without arguments), for
+    /// `StreamLostError` the text after pika's `Stream connection lost: `
+    /// prefix. Every other variant shows its text as it is (the same
+    /// text its `Display` shows after the class name).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::Error;
+    /// let e = Error::ChannelClosedByBroker { reply_code: 404, reply_text: "NOT_FOUND - no queue 'x' in vhost '/'".into() };
+    /// // pika: except ChannelClosedByBroker as e: print(e)
+    /// assert_eq!(e.py_str(), r#"(404, "NOT_FOUND - no queue 'x' in vhost '/'")"#);
+    /// assert_eq!(Error::ChannelWrongStateError("Channel is closed.".into()).py_str(), "Channel is closed.");
+    /// ```
+    pub fn py_str(&self) -> String {
+        match self {
+            Error::ConnectionClosedByBroker { reply_code, reply_text }
+            | Error::ConnectionClosedByClient { reply_code, reply_text }
+            | Error::ChannelClosedByBroker { reply_code, reply_text } => {
+                let mut out = format!("({reply_code}, ");
+                crate::pyrepr::write_py_str(&mut out, reply_text);
+                out.push(')');
+                out
+            }
+            Error::StreamLostError(text) => format!("Stream connection lost: {text}"),
+            Error::ConnectionBlockedTimeout(_) => "Blocked connection timeout expired.".into(),
+            Error::NoFreeChannels(_) => String::new(),
+            Error::UnroutableError(m) => format!("{} unroutable message(s) returned", m.len()),
+            Error::NackError(m) => format!("{} message(s) NACKed", m.len()),
+            Error::AMQPConnectionError(t)
+            | Error::AMQPHeartbeatTimeout(t)
+            | Error::IncompatibleProtocolError(t)
+            | Error::AuthenticationError(t)
+            | Error::ProbableAuthenticationError(t)
+            | Error::ProbableAccessDeniedError(t)
+            | Error::AMQPConnectorStackTimeout(t)
+            | Error::Tls(t)
+            | Error::ConnectionWrongStateError(t)
+            | Error::ChannelWrongStateError(t)
+            | Error::DuplicateConsumerTag(t)
+            | Error::MethodNotImplemented(t)
+            | Error::ReentrancyError(t)
+            | Error::InvalidArgument(t)
+            | Error::Timeout(t) => t.clone(),
+            Error::Protocol(e) => e.to_string(),
+            Error::Callback(e) => e.to_string(),
+        }
+    }
+
     /// The AMQP reply code of a close by the broker or the client.
     ///
     /// # Example
@@ -267,6 +440,22 @@ impl Error {
             | Error::ChannelClosedByBroker { reply_code, .. } => Some(*reply_code),
             _ => None,
         }
+    }
+}
+
+/// pika's exception class for a codec error.
+fn protocol_class_name(e: &ProtocolError) -> &'static str {
+    match e {
+        ProtocolError::ShortStringTooLong(_) => "ShortStringTooLong",
+        ProtocolError::UnknownFieldType(_) => "InvalidFieldTypeException",
+        ProtocolError::MessageTooLarge { .. } => "BodyTooLongError",
+        ProtocolError::UnexpectedFrame(_) => "UnexpectedFrameError",
+        ProtocolError::BadFrameEnd(_)
+        | ProtocolError::UnknownFrameType(_)
+        | ProtocolError::FrameTooLarge { .. }
+        | ProtocolError::BadFrameSize { .. }
+        | ProtocolError::BadChannel { .. } => "InvalidFrameError",
+        _ => "ProtocolSyntaxError",
     }
 }
 
@@ -313,4 +502,182 @@ pub mod reply_code {
     pub const NOT_IMPLEMENTED: u16 = 540;
     /// 541
     pub const INTERNAL_ERROR: u16 = 541;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::BasicReturn;
+
+    /// pika's class membership for each variant: (AMQPError, AMQPConnectionError,
+    /// AMQPChannelError), and an index so that the test can check that
+    /// `every_error()` has every variant. The match has no wildcard arm: a
+    /// new variant does not compile until it is classified here.
+    fn pika_membership(e: &Error) -> (usize, bool, bool, bool) {
+        const CONN: (bool, bool, bool) = (true, true, false);
+        const CHAN: (bool, bool, bool) = (true, false, true);
+        const AMQP_ONLY: (bool, bool, bool) = (true, false, false);
+        const NONE: (bool, bool, bool) = (false, false, false);
+        let (i, (a, c, ch)) = match e {
+            Error::AMQPConnectionError(_) => (0, CONN),
+            Error::ConnectionClosedByBroker { .. } => (1, CONN),
+            Error::ConnectionClosedByClient { .. } => (2, CONN),
+            Error::StreamLostError(_) => (3, CONN),
+            Error::AMQPHeartbeatTimeout(_) => (4, CONN),
+            Error::ConnectionBlockedTimeout(_) => (5, CONN),
+            Error::IncompatibleProtocolError(_) => (6, CONN),
+            Error::AuthenticationError(_) => (7, CONN),
+            Error::ProbableAuthenticationError(_) => (8, CONN),
+            Error::ProbableAccessDeniedError(_) => (9, CONN),
+            // Raised raw by pika; a connection error for a reconnect loop here.
+            Error::AMQPConnectorStackTimeout(_) => (10, CONN),
+            Error::Tls(_) => (11, CONN),
+            Error::NoFreeChannels(_) => (12, CONN),
+            Error::ConnectionWrongStateError(_) => (13, CONN),
+            Error::ChannelClosedByBroker { .. } => (14, CHAN),
+            Error::ChannelWrongStateError(_) => (15, CHAN),
+            Error::DuplicateConsumerTag(_) => (16, CHAN),
+            Error::UnroutableError(_) => (17, CHAN),
+            Error::NackError(_) => (18, CHAN),
+            Error::MethodNotImplemented(_) => (19, AMQP_ONLY),
+            Error::ReentrancyError(_) => (20, NONE),
+            Error::InvalidArgument(_) => (21, NONE),
+            Error::Timeout(_) => (22, NONE),
+            Error::Protocol(p) => (23, if protocol_closes_connection(p) { CONN } else { AMQP_ONLY }),
+            Error::Callback(_) => (24, NONE),
+        };
+        (i, a, c, ch)
+    }
+    const VARIANTS: usize = 25;
+
+    /// Whether the session closes the connection on this codec error (it
+    /// came from the broker), or it is a value the caller tried to send.
+    /// No wildcard arm, as above.
+    fn protocol_closes_connection(e: &ProtocolError) -> bool {
+        match e {
+            ProtocolError::Truncated
+            | ProtocolError::TrailingBytes(_)
+            | ProtocolError::BadFrameEnd(_)
+            | ProtocolError::UnknownFrameType(_)
+            | ProtocolError::FrameTooLarge { .. }
+            | ProtocolError::BadFrameSize { .. }
+            | ProtocolError::BadChannel { .. }
+            | ProtocolError::UnknownMethod { .. }
+            | ProtocolError::UnknownFieldType(_)
+            | ProtocolError::NestingTooDeep { .. }
+            | ProtocolError::BadContentClass(_)
+            | ProtocolError::UnknownPropertyFlags(_)
+            | ProtocolError::MessageTooLarge { .. }
+            | ProtocolError::UnexpectedFrame(_) => true,
+            ProtocolError::ShortStringTooLong(_)
+            | ProtocolError::LongStringTooLong(_)
+            | ProtocolError::HeaderTooLarge { .. } => false,
+        }
+    }
+
+    fn every_protocol_error() -> Vec<ProtocolError> {
+        vec![
+            ProtocolError::Truncated,
+            ProtocolError::TrailingBytes(1),
+            ProtocolError::BadFrameEnd(0xAB),
+            ProtocolError::UnknownFrameType(9),
+            ProtocolError::FrameTooLarge { size: 10, limit: 5 },
+            ProtocolError::BadFrameSize { frame_type: 1, size: 2 },
+            ProtocolError::BadChannel { frame_type: 8, channel: 1 },
+            ProtocolError::UnknownMethod { class_id: 99, method_id: 1 },
+            ProtocolError::UnknownFieldType(b'z'),
+            ProtocolError::NestingTooDeep { limit: 64 },
+            ProtocolError::ShortStringTooLong(256),
+            ProtocolError::LongStringTooLong(1 << 32),
+            ProtocolError::BadContentClass(50),
+            ProtocolError::UnknownPropertyFlags(2),
+            ProtocolError::MessageTooLarge { size: 10, limit: 5 },
+            ProtocolError::HeaderTooLarge { size: 5000, frame_max: 4096 },
+            ProtocolError::UnexpectedFrame("body without header"),
+        ]
+    }
+
+    fn every_error() -> Vec<Error> {
+        let returned = ReturnedMessage {
+            method: BasicReturn { reply_code: 312, reply_text: "NO_ROUTE".into(), ..Default::default() },
+            properties: BasicProperties::default(),
+            body: Vec::new(),
+        };
+        let mut all = vec![
+            Error::AMQPConnectionError("refused".into()),
+            Error::ConnectionClosedByBroker { reply_code: 320, reply_text: "CONNECTION_FORCED".into() },
+            Error::ConnectionClosedByClient { reply_code: 200, reply_text: "Normal shutdown".into() },
+            Error::StreamLostError("reset".into()),
+            Error::AMQPHeartbeatTimeout("silent".into()),
+            Error::ConnectionBlockedTimeout(1.0),
+            Error::IncompatibleProtocolError("EOF".into()),
+            Error::AuthenticationError("EXTERNAL".into()),
+            Error::ProbableAuthenticationError("403".into()),
+            Error::ProbableAccessDeniedError("530".into()),
+            Error::AMQPConnectorStackTimeout("15 s".into()),
+            Error::Tls("handshake".into()),
+            Error::NoFreeChannels(2047),
+            Error::ConnectionWrongStateError("closed".into()),
+            Error::ChannelClosedByBroker { reply_code: 404, reply_text: "NOT_FOUND".into() },
+            Error::ChannelWrongStateError("Channel is closed.".into()),
+            Error::DuplicateConsumerTag("c".into()),
+            Error::UnroutableError(vec![returned]),
+            Error::NackError(vec![]),
+            Error::MethodNotImplemented("confirms".into()),
+            Error::ReentrancyError("start_consuming".into()),
+            Error::InvalidArgument("bad".into()),
+            Error::Timeout("confirms".into()),
+            Error::from_callback(std::io::Error::other("mine")),
+        ];
+        all.extend(every_protocol_error().into_iter().map(Error::Protocol));
+        all
+    }
+
+    #[test]
+    fn every_variant_is_in_pikas_exception_classes_as_pika_files_it() {
+        let mut seen = [false; VARIANTS];
+        for e in every_error() {
+            let (i, amqp, connection, channel) = pika_membership(&e);
+            seen[i] = true;
+            assert_eq!(e.is_amqp_error(), amqp, "is_amqp_error of {e:?}");
+            assert_eq!(e.is_connection_error(), connection, "is_connection_error of {e:?}");
+            assert_eq!(e.is_channel_error(), channel, "is_channel_error of {e:?}");
+            // Python's hierarchy: both subclasses are AMQPErrors, and disjoint.
+            assert!(!(connection && channel), "{e:?}");
+            assert!(amqp || !(connection || channel), "{e:?}");
+        }
+        let missing: Vec<usize> = (0..VARIANTS).filter(|&i| !seen[i]).collect();
+        assert!(missing.is_empty(), "variants with no instance in every_error(): {missing:?}");
+    }
+
+    #[test]
+    fn a_malformed_frame_from_the_broker_is_a_connection_error_and_an_oversized_name_is_not() {
+        for p in every_protocol_error() {
+            let e = Error::Protocol(p.clone());
+            assert!(e.is_amqp_error(), "{p:?}");
+            assert!(!e.is_channel_error(), "{p:?}");
+            assert_eq!(e.is_connection_error(), protocol_closes_connection(&p), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn every_variant_has_a_python_class_name() {
+        for e in every_error() {
+            let name = e.py_class_name();
+            assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric()), "{e:?}: {name}");
+        }
+        assert_eq!(Error::Protocol(ProtocolError::BadFrameEnd(0)).py_class_name(), "InvalidFrameError");
+        assert_eq!(Error::Protocol(ProtocolError::UnknownFieldType(b'z')).py_class_name(), "InvalidFieldTypeException");
+        assert_eq!(
+            Error::Protocol(ProtocolError::MessageTooLarge { size: 2, limit: 1 }).py_class_name(),
+            "BodyTooLongError"
+        );
+    }
+
+    #[test]
+    fn reply_text_is_given_for_closes_only() {
+        for e in every_error() {
+            assert_eq!(e.reply_text().is_some(), e.reply_code().is_some(), "{e:?}");
+        }
+    }
 }

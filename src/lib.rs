@@ -49,6 +49,43 @@
 //!
 //! See the README for the full porting table and the tutorials in
 //! `examples/`.
+//!
+//! # How pikars works
+//!
+//! Three layers, and no thread of their own: everything below runs inside
+//! the call you make (`basic_publish`, `start_consuming`,
+//! `process_data_events`, ...), on your thread.
+//!
+//! **Bytes become frames.** The transport owns the socket (a `TcpStream`,
+//! or a native-tls stream over it), reads in large buffered chunks and
+//! writes what the connection queued. The codec in [`protocol`] is pure: no
+//! I/O, no clock. [`protocol::FrameDecoder`] turns the bytes at the front
+//! of a buffer into a [`protocol::Frame`] (or says it needs more bytes),
+//! checking every size against the negotiated `frame_max` and
+//! `max_message_size` before anything is allocated, and method, header and
+//! body frames are assembled into whole deliveries. Encoding goes the other
+//! way into one reusable buffer, so a `basic_publish` is one `write`.
+//!
+//! **Frames become events.** The session core is a sans-IO state machine:
+//! it takes decoded frames and your requests, and gives back frames to write
+//! and events to deliver. It holds the protocol state (the channel table,
+//! the consumer registry, the publisher-confirm ledger, the RPC each
+//! channel is waiting on) and never calls your code. Around it, the session
+//! driver owns the transport: it writes what the core produced, reads and
+//! decodes until the event a call waits for arrives (an `-Ok` reply, a
+//! confirm, a delivery, a close), and enforces heartbeats and every timeout.
+//! A broker close is itself an event, handed to every wait it ends.
+//!
+//! **Events reach your callbacks.** `BlockingConnection` and
+//! `BlockingChannel` are thin handles on the session. Events that arrive
+//! during a blocking call (deliveries, returns, broker cancels, timers,
+//! blocked/unblocked notifications) are queued, in arrival order, and one
+//! dispatch loop runs them only at pika's dispatch points
+//! (`process_data_events`, `sleep`, `start_consuming`, `consume`). It takes
+//! a callback out of its slot, calls it with nothing borrowed, so that the
+//! callback may call back into the channel (`ch.basic_ack(...)`), and puts
+//! it back; callbacks never nest, and an `Err` from one stops the loop and
+//! comes out of the call.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -72,12 +109,13 @@ pub use channel::{
 pub use connection::{BlockingConnection, ThreadsafeHandle, TimerId};
 pub use error::{reply_code, CallbackError, Error, Result, ReturnedMessage};
 pub use params::{
-    ConnectionParameters, Credentials, ExternalCredentials, IntoParameterList, PlainCredentials, SslOptions,
+    ConnectionParameters, Credentials, ExternalCredentials, HeartbeatCallback, IntoParameterList, PlainCredentials,
+    SslOptions,
 };
 pub use protocol::{
     BasicCancel, BasicDeliver, BasicGetOk, BasicProperties, BasicReturn, ConnectionBlocked, ConnectionUnblocked,
     Decimal, DeliveryMode, FieldTable, FieldValue, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk,
     PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE,
 };
-pub use pyrepr::{py_bytes, PyBytes};
+pub use pyrepr::{py_bytes, py_method_frame, PyBytes, PyRepr};
 pub use url::UrlParameters;

@@ -2,6 +2,7 @@
 //! `PlainCredentials`, `ExternalCredentials` and `SSLOptions`.
 
 use std::fmt;
+use std::ops::Deref;
 
 use crate::error::{Error, Result};
 use crate::protocol::{FieldTable, FRAME_MAX_SIZE, FRAME_MIN_SIZE};
@@ -127,7 +128,10 @@ impl Credentials {
 impl Default for Credentials {
     /// pika's default: `PlainCredentials('guest', 'guest')`.
     fn default() -> Self {
-        Credentials::Plain(PlainCredentials::new("guest", "guest"))
+        Credentials::Plain(PlainCredentials::new(
+            ConnectionParameters::DEFAULT_USERNAME,
+            ConnectionParameters::DEFAULT_PASSWORD,
+        ))
     }
 }
 
@@ -182,6 +186,80 @@ impl fmt::Debug for SslOptions {
     }
 }
 
+/// pika's callable `heartbeat`: called during tuning with the broker's
+/// proposed heartbeat timeout, returns the one to use (0 disables).
+///
+/// pika passes `(connection, server_value)`; the connection is not usable
+/// at that point, so pikars passes only the value. Any closure (capturing
+/// or not) that is `Send + Sync` is accepted. It is called like a function:
+/// `callback(60)`.
+///
+/// The closure is kept for the rest of the process (the parameters are
+/// `Clone` and may be copied into every connection): a closure that captures
+/// nothing, or a `fn`, costs no memory; a capturing closure keeps its
+/// captures alive. Build the parameters once, not in a loop, if the captures
+/// are large.
+///
+/// # Example
+///
+/// ```
+/// use pikars::{ConnectionParameters, HeartbeatCallback};
+///
+/// let floor = 30;
+/// // pika: heartbeat=lambda connection, server_value: max(server_value, floor)
+/// let params = ConnectionParameters::new("localhost").heartbeat_callback(move |server| server.max(floor));
+/// let callback: HeartbeatCallback = params.heartbeat_callback.unwrap();
+/// assert_eq!(callback(10), 30);
+/// assert_eq!(callback(60), 60);
+/// ```
+#[derive(Clone, Copy)]
+pub struct HeartbeatCallback(&'static (dyn Fn(u16) -> u16 + Send + Sync));
+
+impl HeartbeatCallback {
+    /// Wraps a closure or function.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let halve = pikars::HeartbeatCallback::new(|server| server / 2);
+    /// assert_eq!(halve(60), 30);
+    /// ```
+    pub fn new(callback: impl Fn(u16) -> u16 + Send + Sync + 'static) -> Self {
+        // Leaked on purpose: the callback must stay `Copy` while the
+        // handshake code moves it out of borrowed parameters. A closure with
+        // no captures is zero-sized, so this allocates nothing for it.
+        HeartbeatCallback(Box::leak(Box::new(callback)))
+    }
+}
+
+impl Deref for HeartbeatCallback {
+    type Target = dyn Fn(u16) -> u16 + Send + Sync;
+
+    fn deref(&self) -> &Self::Target {
+        self.0
+    }
+}
+
+impl<F: Fn(u16) -> u16 + Send + Sync + 'static> From<F> for HeartbeatCallback {
+    fn from(callback: F) -> Self {
+        HeartbeatCallback::new(callback)
+    }
+}
+
+impl fmt::Debug for HeartbeatCallback {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HeartbeatCallback(<closure>)")
+    }
+}
+
+impl PartialEq for HeartbeatCallback {
+    /// The same closure (by address): parameters cloned from one another
+    /// compare equal.
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::addr_eq(self.0 as *const _, other.0 as *const _)
+    }
+}
+
 /// pika's `ConnectionParameters`: every field with pika's name and default.
 ///
 /// Fields are public; a setter of the same name on each makes porting
@@ -205,15 +283,20 @@ impl fmt::Debug for SslOptions {
 /// assert_eq!(params.heartbeat, Some(600));
 /// assert_eq!(params.frame_max, 131_072);
 /// ```
-// `heartbeat_callback` compares by address: equal parameters built from the
-// same function compare equal, which is what `==` on parameters is for.
-#[allow(unpredictable_function_pointer_comparisons)]
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ConnectionParameters {
     /// Broker host name or address. Default `"localhost"`.
     pub host: String,
-    /// Port. Default 5672, or 5671 when `ssl_options` is set and no port was given.
+    /// Port. Default 5672, or 5671 when `ssl_options` is set and no port was
+    /// chosen (see [`ConnectionParameters::ssl_options`]).
     pub port: u16,
+    /// Whether `port` is still pika's unset default, so that setting
+    /// `ssl_options` moves it to 5671. `true` by default; the `port(..)`
+    /// setter makes it `false`, so that an explicit `.port(5672)` stays
+    /// 5672 with TLS, as `ConnectionParameters(port=5672, ssl_options=...)`
+    /// does in pika. Assigning the `port` field directly does not change it.
+    /// Not compared by `==`.
+    pub port_follows_tls: bool,
     /// Virtual host. Default `"/"`.
     pub virtual_host: String,
     /// Credentials. Default `PlainCredentials("guest", "guest")`.
@@ -228,7 +311,7 @@ pub struct ConnectionParameters {
     /// pika's callable form of `heartbeat`: called during tuning with the
     /// broker's proposal, returns the timeout to use (0 disables). Takes
     /// precedence over `heartbeat` when set. Default `None`.
-    pub heartbeat_callback: Option<fn(u16) -> u16>,
+    pub heartbeat_callback: Option<HeartbeatCallback>,
     /// TLS settings; `None` is plain TCP. Default `None`.
     pub ssl_options: Option<SslOptions>,
     /// How many times to try the whole list of hosts (>= 1). Default 1.
@@ -248,8 +331,19 @@ pub struct ConnectionParameters {
     /// Client properties, shallow-merged over pikars's defaults (the usual
     /// key is `connection_name`). Default `None`.
     pub client_properties: Option<FieldTable>,
-    /// pikars extension: the largest message body accepted from the broker.
-    /// Default 64 MiB.
+    /// pikars extension: the largest message body accepted from the broker,
+    /// in bytes. Default 128 MiB (134217728), RabbitMQ 3.x's own
+    /// `max_message_size`, so every message such a broker accepts can be
+    /// delivered (RabbitMQ 4 lowered its default to 16 MiB; a broker
+    /// configured above 128 MiB needs this raised to match).
+    ///
+    /// A delivery (or `basic_get` / returned message) whose content header
+    /// declares a larger body is refused before any of it is read or
+    /// allocated, and **the connection is closed**: the call fails with
+    /// [`Error::Protocol`] holding `ProtocolError::MessageTooLarge { size,
+    /// limit }`, whose text names both sizes, and later calls fail as on any
+    /// closed connection. The message stays in the queue (unacked messages
+    /// are requeued by the broker). pika has no such limit.
     pub max_message_size: u64,
     /// pikars extension: keep heartbeats flowing while your code runs (a
     /// long callback, CPU work between publishes). A helper thread sends a
@@ -267,6 +361,7 @@ impl Default for ConnectionParameters {
         ConnectionParameters {
             host: Self::DEFAULT_HOST.into(),
             port: Self::DEFAULT_PORT,
+            port_follows_tls: true,
             virtual_host: Self::DEFAULT_VIRTUAL_HOST.into(),
             credentials: Credentials::default(),
             channel_max: Self::DEFAULT_CHANNEL_MAX,
@@ -284,6 +379,52 @@ impl Default for ConnectionParameters {
             max_message_size: crate::protocol::DEFAULT_MAX_MESSAGE_SIZE,
             heartbeat_keeper: false,
         }
+    }
+}
+
+impl PartialEq for ConnectionParameters {
+    /// Compares every field but `port_follows_tls` (how the port was set),
+    /// as pika's `Parameters.__eq__` compares values.
+    fn eq(&self, other: &Self) -> bool {
+        let ConnectionParameters {
+            host,
+            port,
+            port_follows_tls: _,
+            virtual_host,
+            credentials,
+            channel_max,
+            frame_max,
+            heartbeat,
+            heartbeat_callback,
+            ssl_options,
+            connection_attempts,
+            retry_delay,
+            socket_timeout,
+            stack_timeout,
+            locale,
+            blocked_connection_timeout,
+            client_properties,
+            max_message_size,
+            heartbeat_keeper,
+        } = self;
+        *host == other.host
+            && *port == other.port
+            && *virtual_host == other.virtual_host
+            && *credentials == other.credentials
+            && *channel_max == other.channel_max
+            && *frame_max == other.frame_max
+            && *heartbeat == other.heartbeat
+            && *heartbeat_callback == other.heartbeat_callback
+            && *ssl_options == other.ssl_options
+            && *connection_attempts == other.connection_attempts
+            && *retry_delay == other.retry_delay
+            && *socket_timeout == other.socket_timeout
+            && *stack_timeout == other.stack_timeout
+            && *locale == other.locale
+            && *blocked_connection_timeout == other.blocked_connection_timeout
+            && *client_properties == other.client_properties
+            && *max_message_size == other.max_message_size
+            && *heartbeat_keeper == other.heartbeat_keeper
     }
 }
 
@@ -310,6 +451,20 @@ impl ConnectionParameters {
     pub const DEFAULT_STACK_TIMEOUT: f64 = 15.0;
     /// pika's `DEFAULT_LOCALE`.
     pub const DEFAULT_LOCALE: &'static str = "en_US";
+    /// pika's `DEFAULT_USERNAME` (of the default `PlainCredentials`).
+    pub const DEFAULT_USERNAME: &'static str = "guest";
+    /// pika's `DEFAULT_PASSWORD` (of the default `PlainCredentials`).
+    pub const DEFAULT_PASSWORD: &'static str = "guest";
+    /// pika's `DEFAULT_HEARTBEAT_TIMEOUT`: `None`, take the broker's proposal.
+    pub const DEFAULT_HEARTBEAT_TIMEOUT: Option<u16> = None;
+    /// pika's `DEFAULT_BLOCKED_CONNECTION_TIMEOUT`: `None`, wait for ever.
+    pub const DEFAULT_BLOCKED_CONNECTION_TIMEOUT: Option<f64> = None;
+    /// pika's `DEFAULT_SSL`: `false`, plain TCP.
+    pub const DEFAULT_SSL: bool = false;
+    /// pika's `DEFAULT_SSL_OPTIONS`: `None`.
+    pub const DEFAULT_SSL_OPTIONS: Option<SslOptions> = None;
+    /// pika's `DEFAULT_CLIENT_PROPERTIES`: `None`, pikars's own properties only.
+    pub const DEFAULT_CLIENT_PROPERTIES: Option<FieldTable> = None;
 
     /// pika: `ConnectionParameters(host)`; every other field at its default.
     ///
@@ -323,22 +478,27 @@ impl ConnectionParameters {
         ConnectionParameters { host: host.into(), ..Default::default() }
     }
 
-    /// Sets `port`.
+    /// Sets `port`. An explicit port always wins over the TLS default,
+    /// whether it is set before or after `ssl_options`.
     ///
     /// # Example
     ///
     /// ```
-    /// assert_eq!(pikars::ConnectionParameters::new("h").port(5673).port, 5673);
+    /// use pikars::{ConnectionParameters, SslOptions};
+    /// assert_eq!(ConnectionParameters::new("h").port(5673).port, 5673);
+    /// // pika: ConnectionParameters('h', port=5672, ssl_options=...) connects to 5672
+    /// assert_eq!(ConnectionParameters::new("h").port(5672).ssl_options(SslOptions::default()).port, 5672);
     /// ```
     #[must_use]
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
+        self.port_follows_tls = false;
         self
     }
 
-    /// Sets `ssl_options`. As in pika, the port becomes 5671 unless another
-    /// one was chosen: a port still at the default 5672 moves to 5671 (to
-    /// use TLS on 5672, set the port after this).
+    /// Sets `ssl_options`. As in pika, the port becomes 5671 unless one was
+    /// chosen: only a port never set with [`ConnectionParameters::port`]
+    /// (and still 5672) follows TLS.
     ///
     /// # Example
     ///
@@ -346,11 +506,12 @@ impl ConnectionParameters {
     /// use pikars::{ConnectionParameters, SslOptions};
     /// assert_eq!(ConnectionParameters::new("h").ssl_options(SslOptions::default()).port, 5671);
     /// assert_eq!(ConnectionParameters::new("h").port(5681).ssl_options(SslOptions::default()).port, 5681);
+    /// assert_eq!(ConnectionParameters::new("h").port(5672).ssl_options(SslOptions::default()).port, 5672);
     /// ```
     #[must_use]
     pub fn ssl_options(mut self, ssl_options: SslOptions) -> Self {
         self.ssl_options = Some(ssl_options);
-        if self.port == Self::DEFAULT_PORT {
+        if self.port_follows_tls && self.port == Self::DEFAULT_PORT {
             self.port = Self::DEFAULT_SSL_PORT;
         }
         self
@@ -384,7 +545,9 @@ impl ConnectionParameters {
     }
 
     /// Sets `heartbeat_callback`, pika's `heartbeat=callable`: it gets the
-    /// broker's proposed timeout and returns the one to use.
+    /// broker's proposed timeout and returns the one to use. Any
+    /// `Fn(u16) -> u16 + Send + Sync` closure, capturing or not (see
+    /// [`HeartbeatCallback`] for what a capturing closure costs).
     ///
     /// # Example
     ///
@@ -392,10 +555,15 @@ impl ConnectionParameters {
     /// // pika: heartbeat=lambda connection, server_value: max(server_value, 30)
     /// let p = pikars::ConnectionParameters::new("h").heartbeat_callback(|server| server.max(30));
     /// assert_eq!((p.heartbeat_callback.unwrap())(60), 60);
+    ///
+    /// // A closure over configuration, like a Python closure or a bound method.
+    /// let wanted: u16 = std::env::var("HEARTBEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    /// let p = pikars::ConnectionParameters::new("h").heartbeat_callback(move |server| server.min(wanted));
+    /// assert_eq!((p.heartbeat_callback.unwrap())(60), wanted.min(60));
     /// ```
     #[must_use]
-    pub fn heartbeat_callback(mut self, callback: fn(u16) -> u16) -> Self {
-        self.heartbeat_callback = Some(callback);
+    pub fn heartbeat_callback(mut self, callback: impl Fn(u16) -> u16 + Send + Sync + 'static) -> Self {
+        self.heartbeat_callback = Some(HeartbeatCallback::new(callback));
         self
     }
 
@@ -601,6 +769,59 @@ mod tests {
     fn tls_parameters_are_refused_with_a_clear_error_without_the_tls_feature() {
         let err = ConnectionParameters::new("localhost").ssl_options(SslOptions::default()).validate().unwrap_err();
         assert!(matches!(&err, Error::Tls(m) if m.contains("`tls` feature")), "{err:?}");
+    }
+
+    #[test]
+    fn an_explicit_port_wins_over_the_tls_default_before_or_after_ssl_options() {
+        let tls = SslOptions::default;
+        assert_eq!(ConnectionParameters::new("h").ssl_options(tls()).port, 5671);
+        assert_eq!(ConnectionParameters::new("h").port(5672).ssl_options(tls()).port, 5672);
+        assert_eq!(ConnectionParameters::new("h").ssl_options(tls()).port(5672).port, 5672);
+        assert_eq!(ConnectionParameters::new("h").port(5999).ssl_options(tls()).port, 5999);
+        // A struct-literal port other than 5672 is kept too.
+        let literal = ConnectionParameters { port: 5999, ..ConnectionParameters::new("h") };
+        assert_eq!(literal.ssl_options(tls()).port, 5999);
+    }
+
+    #[test]
+    fn how_the_port_was_set_does_not_change_equality() {
+        assert_eq!(ConnectionParameters::new("h").port(5672), ConnectionParameters::new("h"));
+        assert_ne!(ConnectionParameters::new("h").port(5673), ConnectionParameters::new("h"));
+    }
+
+    #[test]
+    fn a_capturing_heartbeat_closure_is_called_and_parameters_stay_debug_clone_and_comparable() {
+        let floor = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(45));
+        let seen = floor.clone();
+        let p = ConnectionParameters::new("h")
+            .heartbeat_callback(move |server| server.max(seen.load(std::sync::atomic::Ordering::SeqCst)));
+        let copy = p.clone();
+        assert_eq!(copy, p, "a clone shares the closure");
+        assert_ne!(ConnectionParameters::new("h").heartbeat_callback(|s| s), p);
+        let callback = copy.heartbeat_callback.expect("set");
+        assert_eq!(callback(10), 45);
+        floor.store(5, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(callback(10), 10, "the closure reads its captured state at call time");
+        let debug = format!("{p:?}");
+        assert!(debug.contains("heartbeat_callback: Some(HeartbeatCallback(<closure>))"), "{debug}");
+    }
+
+    #[test]
+    fn the_default_constants_are_the_defaults() {
+        let d = ConnectionParameters::default();
+        assert_eq!(d.heartbeat, ConnectionParameters::DEFAULT_HEARTBEAT_TIMEOUT);
+        assert_eq!(d.blocked_connection_timeout, ConnectionParameters::DEFAULT_BLOCKED_CONNECTION_TIMEOUT);
+        assert_eq!(d.ssl_options.is_some(), ConnectionParameters::DEFAULT_SSL);
+        assert_eq!(d.ssl_options, ConnectionParameters::DEFAULT_SSL_OPTIONS);
+        assert_eq!(d.client_properties, ConnectionParameters::DEFAULT_CLIENT_PROPERTIES);
+        assert_eq!(
+            d.credentials,
+            Credentials::Plain(PlainCredentials::new(
+                ConnectionParameters::DEFAULT_USERNAME,
+                ConnectionParameters::DEFAULT_PASSWORD
+            ))
+        );
+        assert_eq!(d.max_message_size, 134_217_728);
     }
 
     #[cfg(feature = "tls")]

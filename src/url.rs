@@ -41,19 +41,22 @@ use crate::protocol::{FieldTable, FieldValue};
 /// | `socket_timeout`, `stack_timeout` | seconds (float) > 0 | same names |
 /// | `blocked_connection_timeout` | seconds (float) >= 0 | same name |
 /// | `locale` | text | `locale` |
-/// | `client_properties` | a flat dict literal, e.g. `{"connection_name": "app"}` | `client_properties` |
+/// | `client_properties` | a dict literal, e.g. `{"connection_name": "app", "tags": ["a", "b"], "env": {"dc": "eu"}}` | `client_properties` |
 /// | `ssl_options` | `None`, or a dict literal (below); `amqps://` only | `ssl_options` |
 /// | `auth_mechanism` | `PLAIN` or `EXTERNAL` (pikars extension, any case) | `credentials` |
 ///
 /// `heartbeat_interval` (pika 0.x) is not accepted, and `tcp_options` is
 /// refused: pikars has no TCP option settings.
 ///
-/// **Dict literals** (`client_properties`, `ssl_options`) are the flat subset
+/// **Dict literals** (`client_properties`, `ssl_options`) are the subset
 /// of Python's literal syntax that both Python and JSON users write: `{`,
 /// string keys in `"` or `'`, values that are strings (escapes `\\`, `\"`,
 /// `\'`, `\n`, `\t`), integers, `True`/`true`, `False`/`false` or
-/// `None`/`null`, and `}`. Nested dicts, lists and floats are refused.
-/// Remember to percent-encode the literal in the URL (`{` is `%7B`...).
+/// `None`/`null`, and `}`. In `client_properties` values may also be lists
+/// (`[...]`) and dicts, nested up to 16 deep, as pika's `ast.literal_eval`
+/// allows. Floats are refused (pika accepts them in the URL but cannot
+/// encode them when it connects), and so are tuples and sets. Remember to
+/// percent-encode the literal in the URL (`{` is `%7B`...).
 ///
 /// **`ssl_options` keys** (a subset of pika's): `cafile` or `ca_certs` (a
 /// PEM file of CA certificates to trust besides the system roots), `cadata`
@@ -353,7 +356,7 @@ fn parse(url: &str) -> Result<ConnectionParameters> {
             "locale" => params.locale = value.clone(),
             "client_properties" => {
                 let mut table = FieldTable::new();
-                for (k, v) in dict(key, value)? {
+                for (k, v) in dict(key, value, true)? {
                     table.insert(k, v);
                 }
                 params.client_properties = Some(table);
@@ -396,18 +399,30 @@ where
     value.trim().parse().map_err(|e| Error::InvalidArgument(format!("Invalid {key} value '{value}': {e}")))
 }
 
-/// A flat dict literal (see [`UrlParameters`]). Messages never show its text.
-fn dict(key: &str, text: &str) -> Result<Vec<(String, FieldValue)>> {
+/// How deep `client_properties` dicts and lists may nest in a URL.
+const MAX_LITERAL_DEPTH: usize = 16;
+
+/// A dict literal (see [`UrlParameters`]): `nested` allows dict and list
+/// values (client_properties), otherwise values are scalars (ssl_options).
+/// Messages never show its text.
+fn dict(key: &str, text: &str, nested: bool) -> Result<Vec<(String, FieldValue)>> {
     enum Tok {
         Punct(char),
         Str(String),
         Word(String),
     }
     let bad = || {
-        Error::InvalidArgument(format!(
-            "URL parameter {key} must be a flat dict literal such as {{\"name\": \"value\"}} with string keys and \
-             string, integer, True/False or None values"
-        ))
+        Error::InvalidArgument(if nested {
+            format!(
+                "URL parameter {key} must be a dict literal such as {{\"name\": \"value\"}} with string keys and \
+                 string, integer, True/False, None, list or dict values"
+            )
+        } else {
+            format!(
+                "URL parameter {key} must be a flat dict literal such as {{\"name\": \"value\"}} with string keys \
+                 and string, integer, True/False or None values"
+            )
+        })
     };
     let mut toks = Vec::new();
     let mut chars = text.chars().peekable();
@@ -415,6 +430,7 @@ fn dict(key: &str, text: &str) -> Result<Vec<(String, FieldValue)>> {
         match c {
             c if c.is_whitespace() => {}
             '{' | '}' | ':' | ',' => toks.push(Tok::Punct(c)),
+            '[' | ']' if nested => toks.push(Tok::Punct(c)),
             '"' | '\'' => {
                 let mut s = String::new();
                 loop {
@@ -441,21 +457,39 @@ fn dict(key: &str, text: &str) -> Result<Vec<(String, FieldValue)>> {
             _ => return Err(bad()),
         }
     }
-    let mut toks = toks.into_iter();
-    let mut entries = Vec::new();
-    if !matches!(toks.next(), Some(Tok::Punct('{'))) {
-        return Err(bad());
-    }
-    loop {
-        let k = match toks.next() {
-            Some(Tok::Str(k)) => k,
-            Some(Tok::Punct('}')) => break,
-            _ => return Err(bad()),
-        };
-        if !matches!(toks.next(), Some(Tok::Punct(':'))) {
-            return Err(bad());
+    let mut toks = toks.into_iter().peekable();
+
+    // The entries of a dict whose `{` was just read, up to and with its `}`.
+    fn entries(
+        toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>,
+        depth: usize,
+        bad: &dyn Fn() -> Error,
+    ) -> Result<Vec<(String, FieldValue)>> {
+        let mut out = Vec::new();
+        loop {
+            let k = match toks.next() {
+                Some(Tok::Str(k)) => k,
+                Some(Tok::Punct('}')) => return Ok(out),
+                _ => return Err(bad()),
+            };
+            if !matches!(toks.next(), Some(Tok::Punct(':'))) {
+                return Err(bad());
+            }
+            out.push((k, value(toks, depth, bad)?));
+            match toks.next() {
+                Some(Tok::Punct(',')) => {}
+                Some(Tok::Punct('}')) => return Ok(out),
+                _ => return Err(bad()),
+            }
         }
-        let v = match toks.next() {
+    }
+
+    fn value(
+        toks: &mut std::iter::Peekable<std::vec::IntoIter<Tok>>,
+        depth: usize,
+        bad: &dyn Fn() -> Error,
+    ) -> Result<FieldValue> {
+        Ok(match toks.next() {
             Some(Tok::Str(s)) => FieldValue::from(s),
             Some(Tok::Word(w)) => match w.as_str() {
                 "True" | "true" => FieldValue::Boolean(true),
@@ -466,26 +500,51 @@ fn dict(key: &str, text: &str) -> Result<Vec<(String, FieldValue)>> {
                     n => FieldValue::LongLongInt(n),
                 },
             },
+            // Only tokenized when nesting is allowed.
+            Some(Tok::Punct('{')) if depth < MAX_LITERAL_DEPTH => {
+                let mut table = FieldTable::new();
+                for (k, v) in entries(toks, depth + 1, bad)? {
+                    table.insert(k, v);
+                }
+                FieldValue::FieldTable(table)
+            }
+            Some(Tok::Punct('[')) if depth < MAX_LITERAL_DEPTH => {
+                let mut items = Vec::new();
+                loop {
+                    if matches!(toks.peek(), Some(Tok::Punct(']'))) {
+                        toks.next();
+                        break;
+                    }
+                    items.push(value(toks, depth + 1, bad)?);
+                    match toks.next() {
+                        Some(Tok::Punct(',')) => {}
+                        Some(Tok::Punct(']')) => break,
+                        _ => return Err(bad()),
+                    }
+                }
+                FieldValue::FieldArray(items)
+            }
             _ => return Err(bad()),
-        };
-        entries.push((k, v));
-        match toks.next() {
-            Some(Tok::Punct(',')) => {}
-            Some(Tok::Punct('}')) => break,
-            _ => return Err(bad()),
-        }
+        })
     }
+
+    if !matches!(toks.next(), Some(Tok::Punct('{'))) {
+        return Err(bad());
+    }
+    // A scalar-only dict never sees `{` as a value: nested dicts need `nested`.
+    let depth = if nested { 0 } else { MAX_LITERAL_DEPTH };
+    let out = entries(&mut toks, depth, &bad)?;
     if toks.next().is_some() {
         return Err(bad());
     }
-    Ok(entries)
+    Ok(out)
 }
 
 /// The `ssl_options` dict of an `amqps://` URL; reads the files it names.
 fn ssl_options(text: &str) -> Result<SslOptions> {
     let mut ssl = SslOptions::default();
     let (mut certfile, mut keyfile) = (None, None);
-    for (key, value) in dict("ssl_options", text)? {
+    for (key, value) in dict("ssl_options", text, false)? {
         let string = || match &value {
             FieldValue::LongString(bytes) => Ok(String::from_utf8_lossy(bytes).into_owned()),
             _ => invalid(format!("ssl_options key '{key}' must be a string")),

@@ -140,6 +140,18 @@ fn every_query_key() {
 }
 
 #[test]
+fn client_properties_nested_deeper_than_16_is_refused_and_16_is_accepted() {
+    let literal = |depth: usize| format!("{}{}", "{\"a\":".repeat(depth) + "1", "}".repeat(depth));
+    let url = |depth: usize| {
+        let encoded: String = literal(depth).bytes().map(|b| format!("%{b:02X}")).collect();
+        format!("amqp://h?client_properties={encoded}")
+    };
+    assert!(UrlParameters::new(&url(17)).is_ok(), "the outer dict plus 16 nested levels");
+    let message = error(&url(18));
+    assert!(message.contains("client_properties must be a dict literal"), "{message}");
+}
+
+#[test]
 fn client_properties_literals() {
     let cases: &[(&str, &[(&str, FieldValue)])] = &[
         (r#"{"connection_name":"app"}"#, &[("connection_name", FieldValue::LongString(b"app".to_vec()))]),
@@ -163,6 +175,32 @@ fn client_properties_literals() {
             &[("q", FieldValue::LongString(b"a\"b\\c\n".to_vec())), ("r", FieldValue::LongString(b"it's".to_vec()))],
         ),
         (r#"{"k": "first", "k": "last"}"#, &[("k", FieldValue::LongString(b"last".to_vec()))]),
+        // pika: ast.literal_eval accepts nested dicts and lists.
+        (
+            r#"{"connection_name": "app", "tags": ["a", 1, None, [], {"x": True}], "env": {"dc": {"rack": 7}}, "e": {}}"#,
+            &[
+                ("connection_name", FieldValue::LongString(b"app".to_vec())),
+                (
+                    "tags",
+                    FieldValue::FieldArray(vec![
+                        FieldValue::LongString(b"a".to_vec()),
+                        FieldValue::LongInt(1),
+                        FieldValue::Void,
+                        FieldValue::FieldArray(vec![]),
+                        FieldValue::FieldTable(pikars::FieldTable::from([("x", true)])),
+                    ]),
+                ),
+                (
+                    "env",
+                    FieldValue::FieldTable(pikars::FieldTable::from([(
+                        "dc",
+                        FieldValue::FieldTable(pikars::FieldTable::from([("rack", 7)])),
+                    )])),
+                ),
+                ("e", FieldValue::FieldTable(pikars::FieldTable::new())),
+            ],
+        ),
+        (r#"{"l": [1, 2,]}"#, &[("l", FieldValue::FieldArray(vec![FieldValue::LongInt(1), FieldValue::LongInt(2)]))]),
     ];
     for (literal, expected) in cases {
         let encoded: String = literal.bytes().map(|b| format!("%{b:02X}")).collect();
@@ -229,13 +267,16 @@ fn errors_name_the_wrong_part() {
         ("amqp://h?stack_timeout=inf", "stack_timeout must be > 0"),
         ("amqp://h?blocked_connection_timeout=-1", "blocked_connection_timeout must be >= 0"),
         ("amqp://h?blocked_connection_timeout=x", "Invalid blocked_connection_timeout value 'x'"),
-        ("amqp://h?client_properties=x", "URL parameter client_properties must be a flat dict literal"),
-        ("amqp://h?client_properties=%7B%22a%22%3A%7B%7D%7D", "client_properties must be a flat dict literal"),
-        ("amqp://h?client_properties=%7B%22a%22%3A1.5%7D", "client_properties must be a flat dict literal"),
-        ("amqp://h?client_properties=%7B%22a%22%3A%5B1%5D%7D", "client_properties must be a flat dict literal"),
-        ("amqp://h?client_properties=%7B%22a%22%3A%22x%7D", "client_properties must be a flat dict literal"),
-        ("amqp://h?client_properties=%7Ba%3A1%7D", "client_properties must be a flat dict literal"),
-        ("amqp://h?client_properties=%7B%7D%7D", "client_properties must be a flat dict literal"),
+        ("amqp://h?client_properties=x", "URL parameter client_properties must be a dict literal"),
+        ("amqp://h?client_properties=%7B%22a%22%3A1.5%7D", "client_properties must be a dict literal"),
+        ("amqp://h?client_properties=%7B%22a%22%3A%5B1%7D", "client_properties must be a dict literal"),
+        ("amqp://h?client_properties=%7B%22a%22%3A%5B1%2C%2C2%5D%7D", "client_properties must be a dict literal"),
+        ("amqp://h?client_properties=%7B%22a%22%3A%7B1%3A2%7D%7D", "client_properties must be a dict literal"),
+        ("amqp://h?client_properties=%7B%22a%22%3A%22x%7D", "client_properties must be a dict literal"),
+        ("amqp://h?client_properties=%7Ba%3A1%7D", "client_properties must be a dict literal"),
+        ("amqp://h?client_properties=%7B%7D%7D", "client_properties must be a dict literal"),
+        ("amqps://h?ssl_options=%7B%22cafile%22%3A%7B%7D%7D", "ssl_options must be a flat dict literal"),
+        ("amqps://h?ssl_options=%7B%22cafile%22%3A%5B%5D%7D", "ssl_options must be a flat dict literal"),
         ("amqp://h?tcp_options=%7B%7D", "URL parameter tcp_options is not supported by pikars"),
         ("amqp://h?auth_mechanism=AMQPLAIN", "Invalid auth_mechanism value 'AMQPLAIN': expected PLAIN or EXTERNAL"),
         ("amqp://h?auth_mechanism=EXTERNAL", "auth_mechanism=EXTERNAL needs an amqps:// URL"),

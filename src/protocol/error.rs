@@ -84,8 +84,14 @@ pub enum ProtocolError {
     /// Property flags naming properties that basic content does not have.
     #[error("unknown property flags 0x{0:04X}")]
     UnknownPropertyFlags(u16),
-    /// A content body larger than the configured maximum message size.
-    #[error("message body of {size} bytes exceeds the maximum message size of {limit} bytes")]
+    /// A content body larger than the configured maximum message size
+    /// (`ConnectionParameters::max_message_size`). Refused from the content
+    /// header, before any of the body is read or allocated; the connection
+    /// is closed.
+    #[error(
+        "a message of {size} bytes exceeds max_message_size ({limit} bytes); raise \
+         ConnectionParameters::max_message_size to accept it"
+    )]
     MessageTooLarge {
         /// Declared body size.
         size: u64,
@@ -104,4 +110,19 @@ pub enum ProtocolError {
     /// it, a method while a body is incomplete, or a body longer than declared.
     #[error("unexpected frame: {0}")]
     UnexpectedFrame(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProtocolError;
+
+    #[test]
+    fn message_too_large_names_the_message_size_the_limit_and_the_setting() {
+        let text = ProtocolError::MessageTooLarge { size: 200_000_000, limit: 134_217_728 }.to_string();
+        assert_eq!(
+            text,
+            "a message of 200000000 bytes exceeds max_message_size (134217728 bytes); raise \
+             ConnectionParameters::max_message_size to accept it"
+        );
+    }
 }

@@ -26,8 +26,10 @@ const FRAME_HEADER_SIZE: usize = 7;
 pub const FRAME_MIN_SIZE: u32 = 4096;
 /// pika's default (and RabbitMQ's) frame_max.
 pub const FRAME_MAX_SIZE: u32 = 131_072;
-/// Default largest message body accepted from the network (64 MiB).
-pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 64 * 1024 * 1024;
+/// Default largest message body accepted from the network: 128 MiB
+/// (134217728 bytes), RabbitMQ 3.x's own default `max_message_size`, so
+/// that every message such a broker accepts can be delivered.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 128 * 1024 * 1024;
 /// Largest method or content-header frame accepted when frame_max is 0
 /// (no limit negotiated): 1 MiB.
 pub const MAX_UNTUNED_METHOD_FRAME: u64 = 1 << 20;
@@ -261,7 +263,7 @@ impl Default for FrameDecoder {
 
 impl FrameDecoder {
     /// A decoder for a connection that has not been tuned yet: frames are
-    /// limited to 4096 bytes, message bodies to 64 MiB.
+    /// limited to 4096 bytes, message bodies to 128 MiB.
     ///
     /// # Example
     ///
@@ -303,7 +305,7 @@ impl FrameDecoder {
     /// # Example
     ///
     /// ```
-    /// assert_eq!(pikars::protocol::FrameDecoder::new().max_message_size(), 64 << 20);
+    /// assert_eq!(pikars::protocol::FrameDecoder::new().max_message_size(), 128 << 20);
     /// ```
     pub fn max_message_size(&self) -> u64 {
         self.max_message_size

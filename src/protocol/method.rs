@@ -102,7 +102,28 @@ macro_rules! methods {
                     Method::$name(m)
                 }
             }
+
+            impl crate::pyrepr::PyRepr for $name {
+                /// pika's `repr()` of the method, e.g. `<Basic.Ack(['delivery_tag=1', 'multiple=False'])>`.
+                #[allow(unused_mut)]
+                fn write_py_repr(&self, out: &mut String) {
+                    let mut items: Vec<String> = Vec::new();
+                    $(
+                        let mut item = format!("{}=", pika_field_name(stringify!($field)));
+                        crate::pyrepr::PyStrField::write_py_str_field(&self.$field, &mut item);
+                        items.push(item);
+                    )*
+                    crate::pyrepr::write_amqp_object(out, &crate::pyrepr::pika_method_name($amqp), items);
+                }
+            }
         )*
+
+        impl crate::pyrepr::PyRepr for Method {
+            /// The repr of the method inside.
+            fn write_py_repr(&self, out: &mut String) {
+                match self { $( Method::$name(m) => m.write_py_repr(out), )* }
+            }
+        }
 
         /// Any AMQP method; the payload of a method frame.
         ///
@@ -368,6 +389,15 @@ methods! {
     90 21 TxCommitOk "tx.commit-ok" content=false {}
     90 30 TxRollback "tx.rollback" content=false {}
     90 31 TxRollbackOk "tx.rollback-ok" content=false {}
+}
+
+/// pika's attribute name for a field: `type_` is `type`, `global` is `global_qos`.
+fn pika_field_name(field: &str) -> &str {
+    match field {
+        "type_" => "type",
+        "global" => "global_qos",
+        other => other,
+    }
 }
 
 /// Writes a `basic.publish` method payload straight from borrowed names, so

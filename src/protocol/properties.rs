@@ -63,6 +63,16 @@ macro_rules! properties {
             )*
         }
 
+        impl crate::pyrepr::PyRepr for BasicProperties {
+            /// pika's `repr()`: `<BasicProperties(['content_type=text/plain', 'delivery_mode=2'])>`,
+            /// only the properties that are set, sorted.
+            fn write_py_repr(&self, out: &mut String) {
+                let mut items: Vec<String> = Vec::new();
+                properties!(@repr_items self, items, $( $field )*);
+                crate::pyrepr::write_amqp_object(out, "BasicProperties", items);
+            }
+        }
+
         impl BasicProperties {
             $(
                 #[doc = concat!("Sets `", stringify!($field), "`.")]
@@ -116,6 +126,16 @@ macro_rules! properties {
                 Ok(())
             }
         }
+    };
+    (@repr_items $self:ident, $items:ident, $( $field:ident )*) => {
+        $(
+            if let Some(v) = &$self.$field {
+                let name = stringify!($field);
+                let mut item = format!("{}=", name.strip_suffix('_').unwrap_or(name));
+                crate::pyrepr::PyStrField::write_py_str_field(v, &mut item);
+                $items.push(item);
+            }
+        )*
     };
     (@write $w:ident, shortstr, $v:ident) => { $w.shortstr($v)? };
     (@write $w:ident, table, $v:ident) => { $w.table($v)? };
