@@ -1598,7 +1598,9 @@ impl Consume {
     }
 }
 
-/// What one step of a [`Consume`] iterator found.
+/// What one step of a [`Consume`] iterator found (a value moved once, to
+/// the caller: boxing the message would cost an allocation per message).
+#[allow(clippy::large_enum_variant)]
 enum Step {
     Message(Delivery),
     /// Nothing within the inactivity timeout (pika's `(None, None, None)`).

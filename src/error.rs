@@ -32,6 +32,129 @@ pub struct ReturnedMessage {
     pub body: Vec<u8>,
 }
 
+/// What went wrong, in words, and the `io::Error` behind it when there was
+/// one: the payload of [`Error::StreamLostError`] and
+/// [`Error::AMQPConnectionError`]. It displays as its text and compares
+/// with a `&str`; [`std::error::Error::source`] (and [`Cause::io_error`])
+/// give the `io::Error`, e.g. to tell a reset from a refusal by its kind.
+///
+/// # Example
+///
+/// ```
+/// use std::error::Error as _;
+/// use pikars::{Cause, Error};
+///
+/// let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+/// let err = Error::StreamLostError(Cause::io("ConnectionReset: connection reset", reset));
+/// assert_eq!(err.to_string(), "StreamLostError: Stream connection lost: ConnectionReset: connection reset");
+/// if let Error::StreamLostError(cause) = &err {
+///     assert_eq!(cause.io_error().map(|e| e.kind()), Some(std::io::ErrorKind::ConnectionReset));
+/// }
+/// assert!(err.source().and_then(|cause| cause.source()).is_some());
+/// assert_eq!(Error::StreamLostError("Transport indicated EOF".into()).to_string(),
+///            "StreamLostError: Stream connection lost: Transport indicated EOF");
+/// ```
+#[derive(Clone)]
+pub struct Cause {
+    text: String,
+    io: Option<Arc<std::io::Error>>,
+}
+
+impl Cause {
+    /// A cause with an `io::Error` behind it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// let cause = pikars::Cause::io("refused", std::io::ErrorKind::ConnectionRefused.into());
+    /// assert_eq!(cause.io_error().unwrap().kind(), std::io::ErrorKind::ConnectionRefused);
+    /// ```
+    pub fn io(text: impl Into<String>, error: std::io::Error) -> Self {
+        Cause { text: text.into(), io: Some(Arc::new(error)) }
+    }
+
+    /// The text.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::Cause::from("EOF").as_str(), "EOF");
+    /// ```
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The `io::Error` behind it, if there was one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert!(pikars::Cause::from("EOF").io_error().is_none());
+    /// ```
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        self.io.as_deref()
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl fmt::Debug for Cause {
+    /// As the text alone, so `Error`'s `Debug` reads as before:
+    /// `StreamLostError("Transport indicated EOF")`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.text, f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.io.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for Cause {
+    fn from(text: String) -> Self {
+        Cause { text, io: None }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(text: &str) -> Self {
+        Cause { text: text.into(), io: None }
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl PartialEq for Cause {
+    /// Compares the texts.
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl PartialEq<str> for Cause {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for Cause {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
 /// Every error pikars reports; the variants are pika's exceptions.
 ///
 /// The mapping from pika (`pika.exceptions.X` → `Error::X`) is one to one
@@ -64,7 +187,7 @@ pub enum Error {
     /// pika's `AMQPConnectionError` when connecting failed (refused, timed
     /// out, unresolvable); the text says what was tried.
     #[error("AMQPConnectionError: {0}")]
-    AMQPConnectionError(String),
+    AMQPConnectionError(#[source] Cause),
     /// The broker sent `connection.close`.
     #[error("ConnectionClosedByBroker: ({reply_code}) {reply_text:?}")]
     ConnectionClosedByBroker {
@@ -84,7 +207,7 @@ pub enum Error {
     },
     /// The TCP (or TLS) stream ended or failed.
     #[error("StreamLostError: Stream connection lost: {0}")]
-    StreamLostError(String),
+    StreamLostError(#[source] Cause),
     /// No bytes from the broker for two heartbeat intervals.
     #[error("AMQPHeartbeatTimeout: {0}")]
     AMQPHeartbeatTimeout(String),
@@ -405,8 +528,8 @@ impl Error {
             Error::NoFreeChannels(_) => String::new(),
             Error::UnroutableError(m) => format!("{} unroutable message(s) returned", m.len()),
             Error::NackError(m) => format!("{} message(s) NACKed", m.len()),
-            Error::AMQPConnectionError(t)
-            | Error::AMQPHeartbeatTimeout(t)
+            Error::AMQPConnectionError(cause) => cause.to_string(),
+            Error::AMQPHeartbeatTimeout(t)
             | Error::IncompatibleProtocolError(t)
             | Error::AuthenticationError(t)
             | Error::ProbableAuthenticationError(t)

@@ -107,7 +107,7 @@ pub use channel::{
     QueueDeclareOptions, QueueDeleteOptions,
 };
 pub use connection::{BlockingConnection, ThreadsafeHandle, TimerId};
-pub use error::{reply_code, CallbackError, Error, Result, ReturnedMessage};
+pub use error::{reply_code, CallbackError, Cause, Error, Result, ReturnedMessage};
 pub use params::{
     ConnectionParameters, Credentials, ExternalCredentials, HeartbeatCallback, IntoParameterList, PlainCredentials,
     SslOptions,

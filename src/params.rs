@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::ops::Deref;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::protocol::{FieldTable, FRAME_MAX_SIZE, FRAME_MIN_SIZE};
@@ -194,11 +195,7 @@ impl fmt::Debug for SslOptions {
 /// or not) that is `Send + Sync` is accepted. It is called like a function:
 /// `callback(60)`.
 ///
-/// The closure is kept for the rest of the process (the parameters are
-/// `Clone` and may be copied into every connection): a closure that captures
-/// nothing, or a `fn`, costs no memory; a capturing closure keeps its
-/// captures alive. Build the parameters once, not in a loop, if the captures
-/// are large.
+/// Clones of the parameters share the one closure (it is reference-counted).
 ///
 /// # Example
 ///
@@ -212,8 +209,8 @@ impl fmt::Debug for SslOptions {
 /// assert_eq!(callback(10), 30);
 /// assert_eq!(callback(60), 60);
 /// ```
-#[derive(Clone, Copy)]
-pub struct HeartbeatCallback(&'static (dyn Fn(u16) -> u16 + Send + Sync));
+#[derive(Clone)]
+pub struct HeartbeatCallback(Arc<dyn Fn(u16) -> u16 + Send + Sync>);
 
 impl HeartbeatCallback {
     /// Wraps a closure or function.
@@ -225,10 +222,7 @@ impl HeartbeatCallback {
     /// assert_eq!(halve(60), 30);
     /// ```
     pub fn new(callback: impl Fn(u16) -> u16 + Send + Sync + 'static) -> Self {
-        // Leaked on purpose: the callback must stay `Copy` while the
-        // handshake code moves it out of borrowed parameters. A closure with
-        // no captures is zero-sized, so this allocates nothing for it.
-        HeartbeatCallback(Box::leak(Box::new(callback)))
+        HeartbeatCallback(Arc::new(callback))
     }
 }
 
@@ -236,7 +230,7 @@ impl Deref for HeartbeatCallback {
     type Target = dyn Fn(u16) -> u16 + Send + Sync;
 
     fn deref(&self) -> &Self::Target {
-        self.0
+        &*self.0
     }
 }
 
@@ -256,7 +250,7 @@ impl PartialEq for HeartbeatCallback {
     /// The same closure (by address): parameters cloned from one another
     /// compare equal.
     fn eq(&self, other: &Self) -> bool {
-        std::ptr::addr_eq(self.0 as *const _, other.0 as *const _)
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -546,8 +540,7 @@ impl ConnectionParameters {
 
     /// Sets `heartbeat_callback`, pika's `heartbeat=callable`: it gets the
     /// broker's proposed timeout and returns the one to use. Any
-    /// `Fn(u16) -> u16 + Send + Sync` closure, capturing or not (see
-    /// [`HeartbeatCallback`] for what a capturing closure costs).
+    /// `Fn(u16) -> u16 + Send + Sync` closure, capturing or not.
     ///
     /// # Example
     ///

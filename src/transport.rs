@@ -6,7 +6,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 use crate::params::ConnectionParameters;
 use crate::protocol::{Frame, FrameDecoder, ProtocolError, HEARTBEAT_FRAME};
 
@@ -102,7 +102,7 @@ impl Io {
     ) -> Result<(), WriteError> {
         let timeout = timeout.map(quantize);
         if timeout != self.write_timeout {
-            self.stream.tcp().set_write_timeout(timeout).map_err(|e| WriteError::Failed(stream_lost(&e)))?;
+            self.stream.tcp().set_write_timeout(timeout).map_err(|e| WriteError::Failed(stream_lost(e)))?;
             self.write_timeout = timeout;
         }
         while !bytes.is_empty() {
@@ -121,7 +121,7 @@ impl Io {
                     self.mid_write = true;
                     return Err(WriteError::TimedOut(bytes.len()));
                 }
-                Err(e) => return Err(WriteError::Failed(stream_lost(&e))),
+                Err(e) => return Err(WriteError::Failed(stream_lost(e))),
             }
         }
         self.mid_write = false;
@@ -158,8 +158,8 @@ pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
 }
 
-fn stream_lost(e: &io::Error) -> Error {
-    Error::StreamLostError(format!("{:?}: {}", e.kind(), e))
+fn stream_lost(e: io::Error) -> Error {
+    Error::StreamLostError(Cause::io(format!("{:?}: {}", e.kind(), e), e))
 }
 
 impl Transport {
@@ -169,10 +169,10 @@ impl Transport {
         let target = format!("{}:{}", params.host, params.port);
         let addrs: Vec<SocketAddr> = (params.host.as_str(), params.port)
             .to_socket_addrs()
-            .map_err(|e| Error::AMQPConnectionError(format!("could not resolve {target}: {e}")))?
+            .map_err(|e| Error::AMQPConnectionError(Cause::io(format!("could not resolve {target}: {e}"), e)))?
             .collect();
         let socket_timeout = params.socket_timeout.map(Duration::from_secs_f64);
-        let mut last = None;
+        let mut last: Option<(String, io::Error)> = None;
         for addr in &addrs {
             let timeout = bound(socket_timeout, deadline).unwrap_or(Duration::from_secs(3600));
             if timeout.is_zero() {
@@ -185,18 +185,19 @@ impl Transport {
                 }
                 Err(e) => {
                     log::debug!("TCP connect to {addr} failed: {e}");
-                    last = Some(format!("{addr}: {e}"));
+                    last = Some((format!("{addr}: {e}"), e));
                 }
             }
         }
-        Err(Error::AMQPConnectionError(format!(
-            "could not connect to {target} ({})",
-            last.unwrap_or_else(|| "no addresses".into())
-        )))
+        Err(Error::AMQPConnectionError(match last {
+            Some((tried, e)) => Cause::io(format!("could not connect to {target} ({tried})"), e),
+            None => format!("could not connect to {target} (no addresses)").into(),
+        }))
     }
 
     fn wrap(tcp: TcpStream, params: &ConnectionParameters, deadline: Option<Instant>, peer: String) -> Result<Self> {
-        let io_err = |e: io::Error| Error::AMQPConnectionError(format!("socket setup for {peer} failed: {e}"));
+        let io_err =
+            |e: io::Error| Error::AMQPConnectionError(Cause::io(format!("socket setup for {peer} failed: {e}"), e));
         tcp.set_nodelay(true).map_err(io_err)?;
         let timeout = bound(params.socket_timeout.map(Duration::from_secs_f64), deadline);
         // Exact, not rounded: the TLS handshake is one blocking call.
@@ -281,22 +282,22 @@ impl Transport {
         }
         let nonblocking = timeout == Some(Duration::ZERO);
         if nonblocking {
-            io.set_nonblocking(true).map_err(|e| stream_lost(&e))?;
+            io.set_nonblocking(true).map_err(stream_lost)?;
         } else if timeout.map(quantize) != io.read_timeout {
             let timeout = timeout.map(quantize);
-            io.stream.tcp().set_read_timeout(timeout).map_err(|e| stream_lost(&e))?;
+            io.stream.tcp().set_read_timeout(timeout).map_err(stream_lost)?;
             io.read_timeout = timeout;
         }
         let result = io.read_some();
         if nonblocking {
-            io.set_nonblocking(false).map_err(|e| stream_lost(&e))?;
+            io.set_nonblocking(false).map_err(stream_lost)?;
         }
         match result {
             Ok(0) => Err(Error::StreamLostError("Transport indicated EOF".into())),
             Ok(_) => Ok(true),
             Err(e) if is_timeout(&e) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
-            Err(e) => Err(stream_lost(&e)),
+            Err(e) => Err(stream_lost(e)),
         }
     }
 
@@ -388,7 +389,7 @@ fn keeper_loop(io: &Mutex<Io>, stop: &(Mutex<bool>, Condvar), interval: Duration
                 match r {
                     Ok(0) => io.failure = Some(Error::StreamLostError("Transport indicated EOF".into())),
                     Err(e) if !is_timeout(&e) && e.kind() != io::ErrorKind::Interrupted => {
-                        io.failure = Some(stream_lost(&e))
+                        io.failure = Some(stream_lost(e))
                     }
                     _ => {}
                 }

@@ -70,3 +70,16 @@ fn a_peer_that_closes_at_once_is_an_incompatible_protocol_error_without_waiting(
     assert!(matches!(err, Error::IncompatibleProtocolError(_)), "got {err:?}");
     assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
 }
+
+#[test]
+fn a_refused_connection_keeps_the_io_error_as_its_source() {
+    use std::error::Error as _;
+    // A port nothing listens on: bind one, note it, let it go.
+    let port = silent_listener().1;
+    let (err, _) = connect_err(ConnectionParameters::new("127.0.0.1").port(port));
+    let Error::AMQPConnectionError(cause) = &err else { panic!("got {err:?}") };
+    assert_eq!(cause.io_error().map(|e| e.kind()), Some(std::io::ErrorKind::ConnectionRefused), "{err:?}");
+    let io = err.source().and_then(|c| c.source()).expect("the io::Error is the end of the source chain");
+    assert!(io.to_string().to_lowercase().contains("refused"), "{io}");
+    assert!(err.to_string().starts_with("AMQPConnectionError: could not connect to 127.0.0.1:"), "{err}");
+}

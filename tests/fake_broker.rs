@@ -1164,3 +1164,25 @@ fn s1_reset_right_after_start_is_probable_authentication_error() {
         assert_prompt("reset after start", since(closed_at, failed_at));
     }
 }
+
+#[test]
+fn a_reset_connection_is_stream_lost_with_the_io_error_as_its_source() {
+    let (addr, fake) = fake::start(|p| {
+        p.open_with_channels(0, 1);
+        // Wait (bounded) until the client's publish sits unread in our
+        // receive buffer, then close: closing with unread data sends a reset.
+        let s = p.try_clone_stream().expect("clone");
+        s.set_read_timeout(Some(fake::TIMEOUT)).expect("timeout");
+        let mut byte = [0u8; 1];
+        assert_eq!(s.peek(&mut byte).expect("the publish arrives"), 1);
+    });
+    let conn = connect(addr);
+    let ch = conn.channel().unwrap();
+    ch.basic_publish("", "q", "x", Default::default()).unwrap();
+    fake.join();
+    let err = conn.process_data_events(Some(5.0)).unwrap_err();
+    let Error::StreamLostError(cause) = &err else { panic!("got {err:?}") };
+    assert_eq!(cause.io_error().map(|e| e.kind()), Some(std::io::ErrorKind::ConnectionReset), "{err:?}");
+    assert!(std::error::Error::source(&err).and_then(|c| c.source()).is_some());
+    assert!(err.to_string().starts_with("StreamLostError: Stream connection lost: ConnectionReset"), "{err}");
+}

@@ -73,7 +73,7 @@ impl Session {
         };
         let frame_max = negotiate_frame_max(params.frame_max, tune.frame_max);
         // pika: the client's value always wins, even above the broker's.
-        let heartbeat = match (params.heartbeat_callback, params.heartbeat) {
+        let heartbeat = match (&params.heartbeat_callback, params.heartbeat) {
             (Some(callback), _) => callback(tune.heartbeat),
             (None, Some(value)) => value,
             (None, None) => tune.heartbeat,
