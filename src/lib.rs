@@ -56,7 +56,7 @@
 //! the call you make (`basic_publish`, `start_consuming`,
 //! `process_data_events`, ...), on your thread.
 //!
-//! **Bytes become frames.** The transport owns the socket (a `TcpStream`,
+//! **Bytes become frames.** The transport (`src/transport.rs`) owns the socket (a `TcpStream`,
 //! or a native-tls stream over it), reads in large buffered chunks and
 //! writes what the connection queued. The codec in [`protocol`] is pure: no
 //! I/O, no clock. [`protocol::FrameDecoder`] turns the bytes at the front
@@ -66,21 +66,24 @@
 //! body frames are assembled into whole deliveries. Encoding goes the other
 //! way into one reusable buffer, so a `basic_publish` is one `write`.
 //!
-//! **Frames become events.** The session core is a sans-IO state machine:
+//! **Frames become events.** The core (`src/core/`) is a sans-IO state machine:
 //! it takes decoded frames and your requests, and gives back frames to write
 //! and events to deliver. It holds the protocol state (the channel table,
 //! the consumer registry, the publisher-confirm ledger, the RPC each
-//! channel is waiting on) and never calls your code. Around it, the session
-//! driver owns the transport: it writes what the core produced, reads and
+//! channel is waiting on; `core/channel.rs`, `core/consumers.rs`,
+//! `core/confirms.rs`) and never calls your code. Around it, the session
+//! driver (`src/session/`, with the handshake in `session/handshake.rs`) owns
+//! the transport: it writes what the core produced, reads and
 //! decodes until the event a call waits for arrives (an `-Ok` reply, a
 //! confirm, a delivery, a close), and enforces heartbeats and every timeout.
-//! A broker close is itself an event, handed to every wait it ends.
+//! A broker close is itself an event, handed to every wait it ends (the
+//! rules are in `docs/lifecycle.md`).
 //!
 //! **Events reach your callbacks.** `BlockingConnection` and
 //! `BlockingChannel` are thin handles on the session. Events that arrive
 //! during a blocking call (deliveries, returns, broker cancels, timers,
 //! blocked/unblocked notifications) are queued, in arrival order, and one
-//! dispatch loop runs them only at pika's dispatch points
+//! dispatch loop (`dispatch` in `src/connection.rs`) runs them only at pika's dispatch points
 //! (`process_data_events`, `sleep`, `start_consuming`, `consume`). It takes
 //! a callback out of its slot, calls it with nothing borrowed, so that the
 //! callback may call back into the channel (`ch.basic_ack(...)`), and puts
