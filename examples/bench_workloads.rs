@@ -12,7 +12,9 @@
 //!   rpc-server SECONDS     tutorial 6 server on queue `pikars_bench_rpc`, exits after SECONDS
 //!   confirm-each N         confirm_delivery + basic_publish waiting for each confirm
 //!   confirm-pipelined N W  publish_nowait + take_confirms, at most W unconfirmed
+//!   confirm-batch N        publish_nowait all N, then wait_for_confirms (no window)
 //! options: --size BYTES (64) --host H (127.0.0.1) --port P (5672)
+//! The RPC queue is $BENCH_RPC_QUEUE, or `pikars_bench_rpc`.
 //! ```
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
@@ -51,7 +53,11 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-const RPC_QUEUE: &str = "pikars_bench_rpc";
+/// The RPC queue: `$BENCH_RPC_QUEUE` (the comparison script makes one per
+/// run), or `pikars_bench_rpc`.
+fn rpc_queue() -> String {
+    std::env::var("BENCH_RPC_QUEUE").ok().filter(|q| !q.is_empty()).unwrap_or_else(|| "pikars_bench_rpc".into())
+}
 
 /// On-CPU nanoseconds (user + system) of every thread of this process,
 /// from /proc/self/task/*/schedstat (nanosecond resolution; /proc/self/stat
@@ -182,13 +188,15 @@ fn run(a: &Args) -> Result<()> {
             (0..a.n).try_for_each(|_| publish(&q))?;
             mark.report("confirm-each", a.n, "");
         }
-        "confirm-pipelined" => {
+        "confirm-pipelined" | "confirm-batch" => {
+            // confirm-batch: no window, every publish goes out before the first wait.
+            let window = if a.workload == "confirm-batch" { usize::MAX } else { a.window };
             let q = queue()?;
             channel.confirm_delivery()?;
             let mut failed = 0;
             let mut pipelined = |count: usize| -> Result<()> {
                 for _ in 0..count {
-                    while channel.unconfirmed_count() >= a.window {
+                    while channel.unconfirmed_count() >= window {
                         // Blocks until bytes arrive (or ~1 ms): take_confirms alone would spin.
                         connection.process_data_events(Some(0.0001))?;
                         failed += channel.take_confirms()?.iter().filter(|(_, o)| o.is_err()).count();
@@ -201,7 +209,8 @@ fn run(a: &Args) -> Result<()> {
             pipelined(warmup)?;
             let mark = Mark::now();
             pipelined(a.n)?;
-            mark.report("confirm-pipelined", a.n, &format!(" window={} failed={failed}", a.window));
+            let shown = if window == usize::MAX { "none".to_string() } else { window.to_string() };
+            mark.report(&a.workload, a.n, &format!(" window={shown} failed={failed}"));
         }
         "rpc" => rpc_client(&connection, &channel, a.n)?,
         "rpc-server" => rpc_server(&connection, &channel, a.n)?,
@@ -233,9 +242,10 @@ fn fib(n: u64) -> u64 {
     }
 }
 
-/// Tutorial 6's server (`rpc_server.py`) on [`RPC_QUEUE`], for `seconds` at most.
+/// Tutorial 6's server (`rpc_server.py`) on [`rpc_queue`], for `seconds` at most.
 fn rpc_server(connection: &BlockingConnection, channel: &BlockingChannel, seconds: usize) -> Result<()> {
-    channel.queue_declare(RPC_QUEUE, QueueDeclareOptions::default().auto_delete(true))?;
+    let rpc_queue = rpc_queue();
+    channel.queue_declare(&rpc_queue, QueueDeclareOptions::default().auto_delete(true))?;
     channel.basic_qos(BasicQosOptions::default().prefetch_count(1))?;
     let on_request = |ch: &BlockingChannel, method: &pikars::BasicDeliver, props: &BasicProperties, body: &[u8]| {
         let n: u64 = String::from_utf8_lossy(body).parse().map_err(pikars::Error::from_callback)?;
@@ -244,8 +254,8 @@ fn rpc_server(connection: &BlockingConnection, channel: &BlockingChannel, second
         ch.basic_publish("", to, fib(n).to_string(), BasicPublishOptions::default().properties(reply))?;
         ch.basic_ack(method.delivery_tag, false)
     };
-    channel.basic_consume(RPC_QUEUE, on_request, BasicConsumeOptions::default())?;
-    eprintln!("rpc-server: awaiting requests on {RPC_QUEUE} for {seconds} s");
+    channel.basic_consume(&rpc_queue, on_request, BasicConsumeOptions::default())?;
+    eprintln!("rpc-server: awaiting requests on {rpc_queue} for {seconds} s");
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
     while Instant::now() < deadline {
         connection.process_data_events(Some(0.5))?;
@@ -256,7 +266,8 @@ fn rpc_server(connection: &BlockingConnection, channel: &BlockingChannel, second
 /// Tutorial 6's client (`rpc_client.py`): `n` sequential `call(10)`s after a
 /// warm-up; reports calls/s, CPU per call and latency percentiles.
 fn rpc_client(connection: &BlockingConnection, channel: &BlockingChannel, n: usize) -> Result<()> {
-    channel.queue_declare(RPC_QUEUE, QueueDeclareOptions::default().passive(true))?;
+    let rpc_queue = rpc_queue();
+    channel.queue_declare(&rpc_queue, QueueDeclareOptions::default().passive(true))?;
     let callback_queue = channel.queue_declare("", QueueDeclareOptions::default().exclusive(true))?.queue;
     let response: Rc<RefCell<Option<Vec<u8>>>> = Rc::default();
     let corr_id: Rc<RefCell<Option<String>>> = Rc::default();
@@ -276,7 +287,7 @@ fn rpc_client(connection: &BlockingConnection, channel: &BlockingChannel, n: usi
         let id = uuid::Uuid::new_v4().to_string();
         *corr_id.borrow_mut() = Some(id.clone());
         let properties = BasicProperties::default().reply_to(callback_queue.as_str()).correlation_id(id);
-        channel.basic_publish("", RPC_QUEUE, x.to_string(), BasicPublishOptions::default().properties(properties))?;
+        channel.basic_publish("", &rpc_queue, x.to_string(), BasicPublishOptions::default().properties(properties))?;
         while response.borrow().is_none() {
             connection.process_data_events(None)?;
         }

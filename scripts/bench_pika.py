@@ -5,22 +5,29 @@ pika's BlockingConnection, the same `RESULT key=value ...` output.
   bench_pika.py publish N        basic_publish without confirms (then one round trip)
   bench_pika.py consume N        prefilled queue, prefetch 1000, basic_ack per message
   bench_pika.py rpc N            tutorial 6 client, N sequential calls (needs an rpc-server)
-  bench_pika.py rpc-server SECS  tutorial 6 server on queue pikars_bench_rpc
+  bench_pika.py rpc-server SECS  tutorial 6 server on the RPC queue
   bench_pika.py confirm-each N   confirm_delivery + basic_publish (waits for each confirm)
+  bench_pika.py confirm-pipelined N W   at most W unconfirmed (SelectConnection, see below)
+  bench_pika.py confirm-batch N  publish all N, then wait for their confirms (SelectConnection)
 options: --size BYTES (64) --host H (127.0.0.1) --port P (5672)
+The RPC queue is $BENCH_RPC_QUEUE, or pikars_bench_rpc.
 
-pika has no pipelined confirms: its confirm-each figure is the reference
-for pikars's confirm-pipelined.
+pika's BlockingConnection has no pipelined confirms (with confirm_delivery,
+each basic_publish waits for its ack), so confirm-pipelined and
+confirm-batch use pika's asynchronous adapter, SelectConnection, the way
+pika's asynchronous publisher example does: publish, and count acks in the
+confirm_delivery callback.
 """
 import argparse
 import glob
+import os
 import sys
 import time
 import uuid
 
 import pika
 
-RPC_QUEUE = 'pikars_bench_rpc'
+RPC_QUEUE = os.environ.get('BENCH_RPC_QUEUE') or 'pikars_bench_rpc'
 
 
 def cpu_ns():
@@ -49,12 +56,17 @@ def fib(n):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('workload', choices=['publish', 'consume', 'rpc', 'rpc-server', 'confirm-each'])
+    p.add_argument('workload', choices=['publish', 'consume', 'rpc', 'rpc-server', 'confirm-each',
+                                        'confirm-pipelined', 'confirm-batch'])
     p.add_argument('n', type=int, nargs='?', default=100_000)
+    p.add_argument('window', type=int, nargs='?', default=1000)
     p.add_argument('--size', type=int, default=64)
     p.add_argument('--host', default='127.0.0.1')
     p.add_argument('--port', type=int, default=5672)
     a = p.parse_args()
+    if a.workload in ('confirm-pipelined', 'confirm-batch'):
+        window = max(1, a.window) if a.workload == 'confirm-pipelined' else None
+        return confirm_async(a, window)
 
     conn = pika.BlockingConnection(pika.ConnectionParameters(a.host, a.port))
     ch = conn.channel()
@@ -122,6 +134,77 @@ def main():
     elif a.workload == 'rpc':
         rpc_client(conn, ch, n)
     conn.close()
+
+
+def confirm_async(a, window):
+    """Pipelined confirms with SelectConnection: at most `window` unconfirmed
+    (None: publish all, then wait), a warm-up round first, then the measured one."""
+    body = b'x' * a.size
+    n, warmup = a.n, max(1, min(1000, a.n // 10))
+    settled = bytearray(warmup + n + 2)  # per delivery tag: 1 once acked or nacked
+    s = {'published': 0, 'settled': 0, 'contiguous': 0, 'nacked': 0, 'target': 0, 'mark': None,
+         'ch': None, 'queue': None, 'error': None}
+
+    def pump():
+        limit = s['target'] if window is None else min(s['target'], s['settled'] + window)
+        while s['published'] < limit:
+            s['ch'].basic_publish('', s['queue'], body)
+            s['published'] += 1
+
+    def start(count):
+        s['target'] = s['published'] + count
+        pump()
+
+    def settle(tag, nack):
+        if not settled[tag]:
+            settled[tag] = 1
+            s['settled'] += 1
+            s['nacked'] += nack
+
+    def on_confirm(frame):
+        m = frame.method
+        nack = isinstance(m, pika.spec.Basic.Nack)
+        if m.multiple:
+            for tag in range(s['contiguous'] + 1, m.delivery_tag + 1):
+                settle(tag, nack)
+        else:
+            settle(m.delivery_tag, nack)
+        while s['contiguous'] < s['published'] and settled[s['contiguous'] + 1]:
+            s['contiguous'] += 1
+        if s['settled'] < s['target']:
+            pump()
+        elif s['mark'] is None:  # warm-up done
+            s['nacked_before'] = s['nacked']
+            s['mark'] = Mark()
+            start(n)
+        else:
+            s['mark'].report(a.workload, n, f' window={window or "none"} failed={s["nacked"] - s["nacked_before"]}')
+            s['done'] = True
+            conn.close()
+
+    def on_queue(frame):
+        s['queue'] = frame.method.queue
+        s['ch'].confirm_delivery(ack_nack_callback=on_confirm, callback=lambda _frame: start(warmup))
+
+    def on_channel(ch):
+        s['ch'] = ch
+        ch.queue_declare('', exclusive=True, callback=on_queue)
+
+    def on_open_error(_conn, err):
+        s['error'] = err
+        conn.ioloop.stop()
+
+    def on_close(_conn, reason):
+        if not s.get('done'):
+            s['error'] = reason
+        conn.ioloop.stop()
+
+    conn = pika.SelectConnection(pika.ConnectionParameters(a.host, a.port),
+                                 on_open_callback=lambda c: c.channel(on_open_callback=on_channel),
+                                 on_open_error_callback=on_open_error, on_close_callback=on_close)
+    conn.ioloop.start()
+    if s['error'] is not None:
+        sys.exit(f'{a.workload}: {s["error"]!r}')
 
 
 def rpc_client(conn, ch, n):
