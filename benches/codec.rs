@@ -4,7 +4,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pikars::protocol::{
-    encode_publish, BasicDeliver, ContentAssembler, ContentHeader, Frame, FrameDecoder, Method, FRAME_MAX_SIZE,
+    encode_publish, BasicDeliver, ContentAssembler, ContentHeader, Frame, FrameDecoder, Method, Publish, FRAME_MAX_SIZE,
 };
 use pikars::BasicProperties;
 
@@ -22,11 +22,13 @@ fn encode_publish_64b(c: &mut Criterion) {
             encode_publish(
                 &mut buf,
                 black_box(1),
-                black_box("amq.direct"),
-                black_box("orders.created"),
-                false,
-                black_box(&properties),
-                black_box(&body),
+                &Publish {
+                    exchange: black_box("amq.direct"),
+                    routing_key: black_box("orders.created"),
+                    body: black_box(&body),
+                    properties: black_box(&properties),
+                    mandatory: false,
+                },
                 FRAME_MAX_SIZE,
             )
             .unwrap();

@@ -6,13 +6,13 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use crate::connection::{seconds, BlockingConnection, Shared};
-use crate::core::{expect, Delivery, Generator, LoopStatus, Outcome, Publish, Reply};
+use crate::core::{expect, Delivery, Generator, LoopStatus, Outcome, Reply};
 use crate::error::{Error, Result};
 use crate::protocol::{
     BasicAck, BasicCancel, BasicConsume, BasicConsumeOk, BasicDeliver, BasicGet, BasicGetOk, BasicNack,
     BasicProperties, BasicQos, BasicRecover, BasicReject, ChannelFlow, ConfirmSelect, Content, ExchangeBind,
-    ExchangeDeclare, ExchangeDelete, ExchangeUnbind, FieldTable, Method, QueueBind, QueueDeclare, QueueDeclareOk,
-    QueueDelete, QueueDeleteOk, QueuePurge, QueuePurgeOk, QueueUnbind, TxCommit, TxRollback, TxSelect,
+    ExchangeDeclare, ExchangeDelete, ExchangeUnbind, FieldTable, Method, Publish, QueueBind, QueueDeclare,
+    QueueDeclareOk, QueueDelete, QueueDeleteOk, QueuePurge, QueuePurgeOk, QueueUnbind, TxCommit, TxRollback, TxSelect,
 };
 use crate::session::Session;
 

@@ -15,13 +15,14 @@ const CALLS: usize = 10_000;
 fn assert_publish_allocates_nothing(properties: &BasicProperties) {
     let body = pattern_body(64, 1);
     let mut buf = Vec::new();
-    encode_publish(&mut buf, 1, "amq.direct", "orders.created", false, properties, &body, FRAME_MAX_SIZE).unwrap();
+    let publish =
+        Publish { exchange: "amq.direct", routing_key: "orders.created", body: &body, properties, mandatory: false };
+    encode_publish(&mut buf, 1, &publish, FRAME_MAX_SIZE).unwrap();
     let first = buf.clone();
     let (_, stats) = measure(|| {
         for _ in 0..CALLS {
             buf.clear();
-            encode_publish(&mut buf, 1, "amq.direct", "orders.created", false, properties, &body, FRAME_MAX_SIZE)
-                .unwrap();
+            encode_publish(&mut buf, 1, &publish, FRAME_MAX_SIZE).unwrap();
         }
     });
     assert_eq!(stats.count, 0, "{CALLS} publishes into a warm buffer allocated {stats:?}");

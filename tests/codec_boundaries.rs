@@ -251,18 +251,19 @@ fn shortstr_of_256_bytes_is_refused_by_encode_publish_and_the_buffer_is_unchange
     let long = "k".repeat(256);
     let mut buf = b"earlier frames".to_vec();
     let props = BasicProperties::default();
-    let result = encode_publish(&mut buf, 1, "", &long, false, &props, b"body", 131_072);
+    let rk = Publish { exchange: "", routing_key: "rk", body: b"body", properties: &props, mandatory: false };
+    let result = encode_publish(&mut buf, 1, &Publish { routing_key: &long, ..rk }, 131_072);
     assert_eq!(result, Err(ProtocolError::ShortStringTooLong(256)));
     assert_eq!(buf, b"earlier frames");
-    let result = encode_publish(&mut buf, 1, &long, "rk", false, &props, b"body", 131_072);
+    let result = encode_publish(&mut buf, 1, &Publish { exchange: &long, ..rk }, 131_072);
     assert_eq!(result, Err(ProtocolError::ShortStringTooLong(256)));
     assert_eq!(buf, b"earlier frames");
     let in_props = BasicProperties::default().reply_to(long.clone());
-    let result = encode_publish(&mut buf, 1, "", "rk", false, &in_props, b"body", 131_072);
+    let result = encode_publish(&mut buf, 1, &Publish { properties: &in_props, ..rk }, 131_072);
     assert_eq!(result, Err(ProtocolError::ShortStringTooLong(256)));
     assert_eq!(buf, b"earlier frames");
     // 255 bytes is the largest that fits, and it is not truncated.
-    encode_publish(&mut buf, 1, "", &long[..255], false, &props, b"body", 131_072).unwrap();
+    encode_publish(&mut buf, 1, &Publish { routing_key: &long[..255], ..rk }, 131_072).unwrap();
     let (frame, _) = FrameDecoder::new().decode(&buf[14..]).unwrap().unwrap();
     assert!(matches!(frame, Frame::Method { method: Method::BasicPublish(ref m), .. } if m.routing_key.len() == 255));
     let mut method = Vec::new();
@@ -288,7 +289,12 @@ fn short_string_with_invalid_utf8_decodes_lossily_and_may_not_re_encode() {
     assert!(buf.is_empty());
     let props = header.properties.clone();
     assert_eq!(
-        encode_publish(&mut buf, 1, "", reply_to, false, &props, b"answer", 131_072),
+        encode_publish(
+            &mut buf,
+            1,
+            &Publish { exchange: "", routing_key: reply_to, body: b"answer", properties: &props, mandatory: false },
+            131_072
+        ),
         Err(ProtocolError::ShortStringTooLong(300))
     );
     assert!(buf.is_empty());
@@ -503,7 +509,15 @@ fn encoding_a_table_nested_too_deep_is_refused_and_leaves_buffers_unchanged() {
     let declare = Method::from(QueueDeclare { arguments: deep_table(65), ..Default::default() });
     assert_eq!(Frame::Method { channel: 1, method: declare }.encode(&mut wire, 131_072), refused);
     let props = BasicProperties::default().headers(deep_array_table(65));
-    assert_eq!(encode_publish(&mut wire, 1, "", "q", false, &props, b"x", 131_072), refused);
+    assert_eq!(
+        encode_publish(
+            &mut wire,
+            1,
+            &Publish { exchange: "", routing_key: "q", body: b"x", properties: &props, mandatory: false },
+            131_072
+        ),
+        refused
+    );
     assert_eq!(wire, b"before");
 }
 
@@ -658,7 +672,19 @@ fn encode_publish_splits_every_boundary_body_length_into_frames_within_frame_max
         for len in [0, 1, max_payload - 1, max_payload, max_payload + 1, 2 * fm as usize, 10 << 20] {
             let body = pattern_body(len, 3);
             let mut wire = Vec::new();
-            encode_publish(&mut wire, 5, "amq.topic", "a.b", true, &props, &body, fm).unwrap();
+            encode_publish(
+                &mut wire,
+                5,
+                &Publish {
+                    exchange: "amq.topic",
+                    routing_key: "a.b",
+                    body: &body,
+                    properties: &props,
+                    mandatory: true,
+                },
+                fm,
+            )
+            .unwrap();
             let mut frames = Vec::new();
             let mut rest = &wire[..];
             while !rest.is_empty() {
@@ -720,14 +746,16 @@ fn properties_of_header_size(size: usize) -> BasicProperties {
 fn properties_that_do_not_fit_a_frame_are_refused_and_the_buffer_stays_usable() {
     for fm in [4096_u32, 131_072] {
         let mut wire = Vec::new();
-        encode_publish(&mut wire, 1, "", "q", false, &BasicProperties::default(), b"first", fm).unwrap();
+        let none = BasicProperties::default();
+        let q = Publish { exchange: "", routing_key: "q", body: b"first", properties: &none, mandatory: false };
+        encode_publish(&mut wire, 1, &q, fm).unwrap();
         let before = wire.clone();
         let fits = properties_of_header_size(fm as usize - 8);
         let too_big = properties_of_header_size(fm as usize - 7);
-        let result = encode_publish(&mut wire, 1, "", "q", false, &too_big, b"second", fm);
+        let result = encode_publish(&mut wire, 1, &Publish { body: b"second", properties: &too_big, ..q }, fm);
         assert_eq!(result, Err(ProtocolError::HeaderTooLarge { size: fm as usize - 7, frame_max: fm }));
         assert_eq!(wire, before, "the failed publish left bytes behind");
-        encode_publish(&mut wire, 1, "", "q", false, &fits, b"third", fm).unwrap();
+        encode_publish(&mut wire, 1, &Publish { body: b"third", properties: &fits, ..q }, fm).unwrap();
         let outcome = drive(&tuned(fm), &wire);
         assert_eq!(outcome.error, None);
         assert_eq!(outcome.consumed, wire.len());

@@ -700,12 +700,33 @@ fn encode_publish_writes_exactly_what_pika_basic_publish_sends() {
     };
     let none = BasicProperties::default();
     // basic_publish(exchange='', routing_key='hello', body=b'hello') on channel 1
-    check("publish.hello", &|w| encode_publish(w, 1, "", "hello", false, &none, b"hello", 131_072));
+    check("publish.hello", &|w| {
+        encode_publish(
+            w,
+            1,
+            &Publish { exchange: "", routing_key: "hello", body: b"hello", properties: &none, mandatory: false },
+            131_072,
+        )
+    });
     // basic_publish(exchange='ex.name', routing_key='rk', body=b'') on channel 1: no body frame
-    check("publish.empty-body", &|w| encode_publish(w, 1, "ex.name", "rk", false, &none, b"", 131_072));
+    check("publish.empty-body", &|w| {
+        encode_publish(
+            w,
+            1,
+            &Publish { exchange: "ex.name", routing_key: "rk", body: b"", properties: &none, mandatory: false },
+            131_072,
+        )
+    });
     // the 10,000-byte body, mandatory=True, on channel 3 with frame_max=4096
     let (props, body) = (big_properties(), big_body());
-    check("publish.10000-frame-max-4096", &|w| encode_publish(w, 3, "ex.big", "rk.big", true, &props, &body, 4096));
+    check("publish.10000-frame-max-4096", &|w| {
+        encode_publish(
+            w,
+            3,
+            &Publish { exchange: "ex.big", routing_key: "rk.big", body: &body, properties: &props, mandatory: true },
+            4096,
+        )
+    });
 }
 
 // ---------------------------------------------------------------- tables ---

@@ -29,7 +29,7 @@ use crate::fxhash::FxHashMap;
 use crate::protocol::{
     encode_publish, Assembled, BasicCancel, BasicCancelOk, BasicDeliver, BasicProperties, BasicReject, ChannelClose,
     ChannelCloseOk, ChannelFlowOk, ChannelOpen, ConnectionBlocked, ConnectionClose, ConnectionCloseOk, Content,
-    FieldTable, Frame, Method, ProtocolError, FRAME_MIN_SIZE,
+    FieldTable, Frame, Method, ProtocolError, Publish, FRAME_MIN_SIZE,
 };
 use channel::{ChanState, Channel};
 
@@ -751,16 +751,7 @@ impl Core {
         let frame_max = self.tuned.frame_max;
         let ch = self.channel_open(number, id)?;
         let seq = ch.confirms.as_mut().map(|l| l.publish(publish.exchange, publish.routing_key, publish.mandatory));
-        let encoded = encode_publish(
-            &mut self.out,
-            number,
-            publish.exchange,
-            publish.routing_key,
-            publish.mandatory,
-            publish.properties,
-            publish.body,
-            frame_max,
-        );
+        let encoded = encode_publish(&mut self.out, number, publish, frame_max);
         if let Err(e) = encoded {
             if let (Some(seq), Some(l)) = (seq, self.ledger(number, id)) {
                 l.unpublish(seq);
@@ -852,15 +843,6 @@ impl Core {
     pub(crate) fn take_conn_reply(&mut self) -> Option<Method> {
         self.conn_reply.take()
     }
-}
-
-/// One `basic_publish`, as the user asked for it.
-pub(crate) struct Publish<'a> {
-    pub(crate) exchange: &'a str,
-    pub(crate) routing_key: &'a str,
-    pub(crate) body: &'a [u8],
-    pub(crate) properties: &'a BasicProperties,
-    pub(crate) mandatory: bool,
 }
 
 #[cfg(test)]

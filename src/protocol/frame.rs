@@ -168,6 +168,43 @@ fn write_frame(
     Ok(())
 }
 
+/// One `basic.publish` as [`encode_publish`] writes it: where it goes, its
+/// properties and its body. It borrows everything, so building one costs
+/// nothing.
+///
+/// # Example
+///
+/// ```
+/// use pikars::protocol::Publish;
+/// use pikars::BasicProperties;
+///
+/// let properties = BasicProperties { content_type: Some("text/plain".into()), ..Default::default() };
+/// let publish = Publish {
+///     exchange: "amq.topic",
+///     routing_key: "logs.info",
+///     body: b"started",
+///     properties: &properties,
+///     mandatory: true,
+/// };
+/// assert_eq!(publish.body.len(), 7);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Publish<'a> {
+    /// The exchange to publish to; `""` is the default exchange. At most 255
+    /// bytes.
+    pub exchange: &'a str,
+    /// The routing key (the queue name on the default exchange). At most 255
+    /// bytes.
+    pub routing_key: &'a str,
+    /// The message body, split into body frames as `frame_max` requires.
+    pub body: &'a [u8],
+    /// The content header's properties.
+    pub properties: &'a BasicProperties,
+    /// Whether the broker must return the message (`basic.return`) when no
+    /// queue is bound to take it.
+    pub mandatory: bool,
+}
+
 /// Appends a whole `basic.publish`: the method frame, the content header
 /// frame and the body split into frames of at most `frame_max - 8` bytes, so
 /// that the caller can send it with one write. Nothing is allocated once `buf`
@@ -183,12 +220,14 @@ fn write_frame(
 /// # Example
 ///
 /// ```
-/// use pikars::protocol::{encode_publish, FrameDecoder, Frame};
+/// use pikars::protocol::{encode_publish, FrameDecoder, Frame, Publish};
 /// use pikars::BasicProperties;
 ///
 /// let mut buf = Vec::new();
 /// let body = vec![7u8; 10_000];
-/// encode_publish(&mut buf, 1, "", "hello", false, &BasicProperties::default(), &body, 4096).unwrap();
+/// let properties = BasicProperties::default();
+/// let publish = Publish { exchange: "", routing_key: "hello", body: &body, properties: &properties, mandatory: false };
+/// encode_publish(&mut buf, 1, &publish, 4096).unwrap();
 /// let decoder = FrameDecoder::new();
 /// let (mut rest, mut frames) = (&buf[..], Vec::new());
 /// while let Some((frame, used)) = decoder.decode(rest).unwrap() {
@@ -197,17 +236,13 @@ fn write_frame(
 /// }
 /// assert_eq!(frames.len(), 2 + 3); // method, header, 4088 + 4088 + 1824 bytes
 /// ```
-#[allow(clippy::too_many_arguments)]
 pub fn encode_publish(
     buf: &mut Vec<u8>,
     channel: u16,
-    exchange: &str,
-    routing_key: &str,
-    mandatory: bool,
-    properties: &BasicProperties,
-    body: &[u8],
+    publish: &Publish<'_>,
     frame_max: u32,
 ) -> Result<(), ProtocolError> {
+    let Publish { exchange, routing_key, body, properties, mandatory } = *publish;
     let start = buf.len();
     let result = (|| {
         write_frame(buf, FRAME_METHOD, channel, frame_max, |buf| {

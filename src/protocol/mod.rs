@@ -9,12 +9,14 @@
 //! # Example
 //!
 //! ```
-//! use pikars::protocol::{encode_publish, Frame, FrameDecoder};
+//! use pikars::protocol::{encode_publish, Frame, FrameDecoder, Publish};
 //! use pikars::BasicProperties;
 //!
+//! let properties = BasicProperties::default();
+//! let publish =
+//!     Publish { exchange: "", routing_key: "hello", body: b"Hello World!", properties: &properties, mandatory: false };
 //! let mut wire = Vec::new();
-//! encode_publish(&mut wire, 1, "", "hello", false, &BasicProperties::default(), b"Hello World!", 131_072)
-//!     .unwrap();
+//! encode_publish(&mut wire, 1, &publish, 131_072).unwrap();
 //! let decoder = FrameDecoder::new();
 //! let (first, used) = decoder.decode(&wire).unwrap().unwrap();
 //! assert!(matches!(first, Frame::Method { channel: 1, .. }));
@@ -33,8 +35,8 @@ pub use codec::{MAX_NESTING_DEPTH, SHORTSTR_MAX};
 pub use error::ProtocolError;
 pub use frame::{
     encode_publish, negotiate, negotiate_frame_max, payload_limit, Assembled, Content, ContentAssembler, Frame,
-    FrameDecoder, DEFAULT_MAX_MESSAGE_SIZE, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_MAX_SIZE,
-    FRAME_METHOD, FRAME_MIN_SIZE, FRAME_OVERHEAD, HEARTBEAT_FRAME, PROTOCOL_HEADER,
+    FrameDecoder, Publish, DEFAULT_MAX_MESSAGE_SIZE, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT,
+    FRAME_MAX_SIZE, FRAME_METHOD, FRAME_MIN_SIZE, FRAME_OVERHEAD, HEARTBEAT_FRAME, PROTOCOL_HEADER,
 };
 pub use method::*;
 pub use properties::{BasicProperties, ContentHeader, DeliveryMode, PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE};

@@ -8,10 +8,10 @@ mod handshake;
 
 use std::time::{Duration, Instant};
 
-use crate::core::{closed_channel, Core, Outcome, Publish, Reply};
+use crate::core::{closed_channel, Core, Outcome, Reply};
 use crate::error::{Error, Result};
 use crate::params::ConnectionParameters;
-use crate::protocol::{FieldTable, FieldValue, FrameDecoder, Method, HEARTBEAT_FRAME};
+use crate::protocol::{FieldTable, FieldValue, FrameDecoder, Method, Publish, HEARTBEAT_FRAME};
 use crate::transport::{Transport, WriteError};
 
 /// How long one blocking write may make no progress before the session

@@ -517,8 +517,19 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     ));
     s.push(("basic.deliver/continuation-flags", header_with_continuation_word()));
     let mut publish = Vec::new();
-    encode_publish(&mut publish, 1, "amq.topic", "a.b.c", true, &all_properties(), &pattern_body(200, 3), 4096)
-        .unwrap();
+    encode_publish(
+        &mut publish,
+        1,
+        &Publish {
+            exchange: "amq.topic",
+            routing_key: "a.b.c",
+            body: &pattern_body(200, 3),
+            properties: &all_properties(),
+            mandatory: true,
+        },
+        4096,
+    )
+    .unwrap();
     s.push(("basic.publish/encode_publish", publish));
     // Two channels' deliveries interleaved frame by frame, with a heartbeat
     // and acks between them.
