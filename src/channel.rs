@@ -1447,8 +1447,8 @@ fn unreachable_reply<T>() -> Result<T> {
 fn outcome_result(outcome: Outcome) -> Result<()> {
     match outcome {
         Outcome::Acked => Ok(()),
-        Outcome::Returned(r) => Err(Error::UnroutableError(vec![r])),
-        Outcome::Nacked(r) => Err(Error::NackError(r.into_iter().collect())),
+        Outcome::Returned(r) => Err(Error::UnroutableError(vec![*r])),
+        Outcome::Nacked(r) => Err(Error::NackError(r.into_iter().map(|r| *r).collect())),
         Outcome::Failed(e) => Err(e),
     }
 }

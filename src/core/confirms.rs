@@ -3,7 +3,7 @@
 //! outcomes not yet taken by a caller. Every publish gets exactly one
 //! outcome: a confirm, or the reason its channel or connection ended.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::hash::Hasher;
 
 use crate::error::{Error, ReturnedMessage};
@@ -13,8 +13,8 @@ use crate::error::{Error, ReturnedMessage};
 pub(crate) enum Outcome {
     Acked,
     /// Returned (mandatory, unroutable) and then acked.
-    Returned(ReturnedMessage),
-    Nacked(Option<ReturnedMessage>),
+    Returned(Box<ReturnedMessage>),
+    Nacked(Option<Box<ReturnedMessage>>),
     /// The channel or connection ended before a confirm came.
     Failed(Error),
 }
@@ -23,63 +23,112 @@ pub(crate) enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UnknownTag;
 
+/// One publish's place in the ledger.
+#[derive(Debug)]
+enum Slot {
+    /// Sent, not confirmed: the hash of a mandatory publish's route (to
+    /// match a `basic.return` to it), and the return if one came.
+    Pending { route: Option<u64>, returned: Option<Box<ReturnedMessage>> },
+    /// Confirmed (or failed), the outcome not taken yet.
+    Resolved(Outcome),
+    /// The outcome was taken (or the caller reported it otherwise).
+    Taken,
+}
+
+/// Publishes are numbered 1, 2, 3... in the order they are sent, so the
+/// ledger is a queue of slots indexed by sequence number: no map, no
+/// per-publish allocation once the queue has grown to the window.
 #[derive(Debug)]
 pub(crate) struct Ledger {
-    next_seq: u64,
-    /// Unresolved publishes: sequence number to the hash of a mandatory
-    /// publish's (exchange, routing key), or `None` when not mandatory.
-    pending: BTreeMap<u64, Option<u64>>,
-    /// Returns received for publishes not yet confirmed.
-    returned: BTreeMap<u64, ReturnedMessage>,
-    outcomes: BTreeMap<u64, Outcome>,
+    /// Sequence number of `slots[0]`.
+    base: u64,
+    slots: VecDeque<Slot>,
+    pending: usize,
+    resolved: usize,
+    /// No publish before this one is pending: confirms and returns look
+    /// from here on (resolved slots may wait for `take` for a long time).
+    low: u64,
 }
 
 impl Default for Ledger {
     fn default() -> Self {
-        Ledger { next_seq: 1, pending: BTreeMap::new(), returned: BTreeMap::new(), outcomes: BTreeMap::new() }
+        Ledger { base: 1, slots: VecDeque::new(), pending: 0, resolved: 0, low: 1 }
     }
 }
 
 impl Ledger {
+    fn next_seq(&self) -> u64 {
+        self.base + self.slots.len() as u64
+    }
+
+    fn slot(&mut self, seq: u64) -> Option<&mut Slot> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.slots.get_mut(i)
+    }
+
+    /// Moves `low` past the publishes that are no longer pending.
+    fn advance_low(&mut self) {
+        self.low = self.low.max(self.base);
+        while self.low < self.next_seq() && !self.is_pending(self.low) {
+            self.low += 1;
+        }
+    }
+
+    /// Drops taken slots from the front.
+    fn compact(&mut self) {
+        while matches!(self.slots.front(), Some(Slot::Taken)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+    }
+
     /// Records a publish about to be written; returns its sequence number.
     pub(crate) fn publish(&mut self, exchange: &str, routing_key: &str, mandatory: bool) -> u64 {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.pending.insert(seq, mandatory.then(|| route_hash(exchange, routing_key)));
+        let seq = self.next_seq();
+        let route = mandatory.then(|| route_hash(exchange, routing_key));
+        self.slots.push_back(Slot::Pending { route, returned: None });
+        self.pending += 1;
         seq
     }
 
     /// Forgets the last publish (it could not be encoded).
     pub(crate) fn unpublish(&mut self, seq: u64) {
-        self.pending.remove(&seq);
-        if seq + 1 == self.next_seq {
-            self.next_seq = seq;
+        if seq + 1 == self.next_seq() && matches!(self.slots.back(), Some(Slot::Pending { .. })) {
+            self.slots.pop_back();
+            self.pending -= 1;
         }
     }
 
     /// Forgets a publish whose outcome the caller already reported (its write failed).
     pub(crate) fn forget(&mut self, seq: u64) {
-        self.pending.remove(&seq);
-        self.returned.remove(&seq);
-        self.outcomes.remove(&seq);
+        if let Some(slot) = self.slot(seq) {
+            match std::mem::replace(slot, Slot::Taken) {
+                Slot::Pending { .. } => self.pending -= 1,
+                Slot::Resolved(_) => self.resolved -= 1,
+                Slot::Taken => {}
+            }
+        }
+        self.advance_low();
+        self.compact();
     }
 
     pub(crate) fn is_pending(&self, seq: u64) -> bool {
-        self.pending.contains_key(&seq)
+        let i = seq.checked_sub(self.base).and_then(|i| usize::try_from(i).ok());
+        matches!(i.and_then(|i| self.slots.get(i)), Some(Slot::Pending { .. }))
     }
 
     /// Whether outcomes wait to be taken.
     pub(crate) fn has_outcomes(&self) -> bool {
-        !self.outcomes.is_empty()
+        self.resolved > 0
     }
 
     /// Whether an outcome waiting to be taken is a failure (a close's reason).
     pub(crate) fn has_failures(&self) -> bool {
-        self.outcomes.values().any(|o| matches!(o, Outcome::Failed(_)))
+        self.slots.iter().any(|s| matches!(s, Slot::Resolved(Outcome::Failed(_))))
     }
 
     pub(crate) fn unconfirmed(&self) -> usize {
-        self.pending.len()
+        self.pending
     }
 
     /// A `basic.return` in confirm mode comes before its publish's confirm,
@@ -87,63 +136,80 @@ impl Ledger {
     /// are routable alike, and returns keep publish order: it belongs to the
     /// oldest unresolved, unreturned mandatory publish on its route.
     pub(crate) fn returned(&mut self, message: &ReturnedMessage) -> bool {
-        let route = Some(route_hash(&message.method.exchange, &message.method.routing_key));
-        let seq = self.pending.iter().find(|(s, r)| **r == route && !self.returned.contains_key(s)).map(|(s, _)| *s);
-        match seq {
-            Some(seq) => {
-                self.returned.insert(seq, message.clone());
-                true
+        let wanted = Some(route_hash(&message.method.exchange, &message.method.routing_key));
+        let skip = usize::try_from(self.low.saturating_sub(self.base)).unwrap_or(usize::MAX);
+        for slot in self.slots.iter_mut().skip(skip) {
+            if let Slot::Pending { route, returned: returned @ None } = slot {
+                if *route == wanted {
+                    *returned = Some(Box::new(message.clone()));
+                    return true;
+                }
             }
-            None => false,
         }
+        false
     }
 
     /// Applies `basic.ack` (`ack`) or `basic.nack` for `tag`.
     pub(crate) fn confirm(&mut self, tag: u64, multiple: bool, ack: bool) -> Result<(), UnknownTag> {
-        if !multiple && !self.pending.contains_key(&tag) || multiple && tag >= self.next_seq {
+        if tag >= self.next_seq() || !multiple && !self.is_pending(tag) {
             return Err(UnknownTag);
         }
-        // Resolves the oldest pending publishes up to `tag` (just `tag`
-        // unless `multiple`), without collecting them first.
-        loop {
-            let seq = if multiple {
-                match self.pending.first_key_value() {
-                    Some((&seq, _)) if seq <= tag => seq,
-                    _ => break,
-                }
-            } else {
-                tag
-            };
-            if self.pending.remove(&seq).is_some() {
-                let returned = self.returned.remove(&seq);
-                let outcome = match (ack, returned) {
+        // Resolves the pending publishes up to `tag` (just `tag` unless
+        // `multiple`); everything before `base` was resolved already.
+        let first = if multiple { self.low.max(self.base) } else { tag };
+        for seq in first..=tag {
+            let Some(slot) = self.slot(seq) else { continue };
+            if let Slot::Pending { returned, .. } = slot {
+                let outcome = match (ack, returned.take()) {
                     (true, None) => Outcome::Acked,
                     (true, Some(r)) => Outcome::Returned(r),
                     (false, r) => Outcome::Nacked(r),
                 };
-                self.outcomes.insert(seq, outcome);
-            }
-            if !multiple {
-                break;
+                *slot = Slot::Resolved(outcome);
+                self.pending -= 1;
+                self.resolved += 1;
             }
         }
+        self.advance_low();
         Ok(())
     }
 
     /// The channel or connection ended: every unresolved publish fails with `reason`.
     pub(crate) fn fail_all(&mut self, reason: &Error) {
-        self.returned.clear();
-        for seq in std::mem::take(&mut self.pending).into_keys() {
-            self.outcomes.insert(seq, Outcome::Failed(reason.clone()));
+        let skip = usize::try_from(self.low.saturating_sub(self.base)).unwrap_or(usize::MAX);
+        for slot in self.slots.iter_mut().skip(skip) {
+            if matches!(slot, Slot::Pending { .. }) {
+                *slot = Slot::Resolved(Outcome::Failed(reason.clone()));
+                self.pending -= 1;
+                self.resolved += 1;
+            }
         }
+        self.advance_low();
     }
 
     pub(crate) fn take(&mut self, seq: u64) -> Option<Outcome> {
-        self.outcomes.remove(&seq)
+        let slot = self.slot(seq)?;
+        if !matches!(slot, Slot::Resolved(_)) {
+            return None;
+        }
+        let Slot::Resolved(outcome) = std::mem::replace(slot, Slot::Taken) else { return None };
+        self.resolved -= 1;
+        self.compact();
+        Some(outcome)
     }
 
     pub(crate) fn take_all(&mut self) -> Vec<(u64, Outcome)> {
-        std::mem::take(&mut self.outcomes).into_iter().collect()
+        let mut taken = Vec::with_capacity(self.resolved);
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if matches!(slot, Slot::Resolved(_)) {
+                if let Slot::Resolved(outcome) = std::mem::replace(slot, Slot::Taken) {
+                    taken.push((self.base + i as u64, outcome));
+                }
+            }
+        }
+        self.resolved = 0;
+        self.compact();
+        taken
     }
 }
 
@@ -221,5 +287,34 @@ mod tests {
         assert!(matches!(taken[0].1, Outcome::Nacked(None)));
         assert!(matches!(&taken[1].1, Outcome::Failed(Error::StreamLostError(t)) if t == "gone"));
         assert_eq!(l.unconfirmed(), 0);
+    }
+
+    #[test]
+    fn taken_outcomes_leave_the_ledger_so_a_long_run_holds_only_its_window() {
+        let mut l = Ledger::default();
+        for round in 0..1000u64 {
+            let seq = l.publish("", "q", false);
+            assert_eq!(seq, round + 1);
+            l.confirm(seq, false, true).unwrap();
+            assert!(matches!(l.take(seq), Some(Outcome::Acked)));
+        }
+        assert_eq!(l.slots.len(), 0);
+        assert_eq!(l.base, 1001);
+    }
+
+    #[test]
+    fn outcomes_taken_out_of_order_and_forgotten_publishes_keep_the_numbering() {
+        let mut l = Ledger::default();
+        let seqs: Vec<u64> = (0..4).map(|_| l.publish("", "q", false)).collect();
+        l.forget(seqs[0]);
+        l.confirm(seqs[3], true, true).unwrap();
+        assert!(matches!(l.take(seqs[2]), Some(Outcome::Acked)));
+        assert!(l.take(seqs[2]).is_none(), "taken once");
+        assert_eq!(l.take_all().iter().map(|(s, _)| *s).collect::<Vec<_>>(), [2, 4]);
+        let fifth = l.publish("", "q", false);
+        assert_eq!(fifth, 5);
+        l.unpublish(fifth);
+        assert_eq!(l.publish("", "q", false), 5, "an unencodable publish gives its number back");
+        assert_eq!(l.unconfirmed(), 1);
     }
 }
