@@ -213,14 +213,14 @@ fn dispatch_event(shared: &Rc<Shared>, conn: &BlockingConnection, event: Event) 
             let taken = shared.session.borrow_mut().core.consumers(channel, id).and_then(|c| c.take_callback(tag));
             let Some(mut cb) = taken else {
                 log::debug!("delivery {} for a consumer that is gone; dropped", deliver.delivery_tag);
-                crate::protocol::recycle_delivery(deliver, properties);
+                crate::protocol::recycle_delivery(deliver, properties, body);
                 return Ok(());
             };
             let ch = BlockingChannel::handle(shared.clone(), channel, id);
             let r = run_guarded(shared, || cb(&ch, &deliver, &properties, &body));
             shared.with_session(|s| s.core.put_back_callback(channel, id, tag, cb));
             // The next delivery decoded reuses these strings and properties.
-            crate::protocol::recycle_delivery(deliver, properties);
+            crate::protocol::recycle_delivery(deliver, properties, body);
             r
         }
         Event::Return { channel, id, returned } => {

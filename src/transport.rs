@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Cause, Error, Result};
 use crate::params::ConnectionParameters;
-use crate::protocol::{Frame, FrameDecoder, ProtocolError, HEARTBEAT_FRAME};
+use crate::protocol::{Frame, FrameDecoder, FrameRef, ProtocolError, HEARTBEAT_FRAME};
 
 /// Initial read buffer size: one default-sized frame and then some, so a
 /// large read decodes into many frames.
@@ -239,6 +239,29 @@ impl Transport {
             }
             frame
         }))
+    }
+
+    /// Decodes the next whole frame in the buffer, if any, and hands it to
+    /// `handle` with a body frame's payload still in the buffer (so it is
+    /// copied once, into its message), then consumes it. `now` as in
+    /// [`Transport::next_frame`].
+    #[inline]
+    pub(crate) fn with_next_frame<R>(
+        &self,
+        decoder: &FrameDecoder,
+        now: Instant,
+        handle: impl FnOnce(FrameRef<'_>) -> R,
+    ) -> Result<Option<R>, ProtocolError> {
+        let mut io = lock(&self.io);
+        let Some((frame, used)) = decoder.decode_ref(&io.buf[io.start..io.end])? else { return Ok(None) };
+        let r = handle(frame);
+        io.last_frame = now;
+        io.start += used;
+        if io.start == io.end {
+            io.start = 0;
+            io.end = 0;
+        }
+        Ok(Some(r))
     }
 
     /// A copy of the first `n` buffered bytes (for the handshake's checks).

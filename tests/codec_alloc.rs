@@ -168,3 +168,51 @@ fn a_thousand_deliveries_decoded_before_any_is_recycled_allocate_only_their_bodi
         out.drain(..).for_each(Content::recycle);
     }
 }
+
+/// A 1 MiB delivery in eight 128 KiB body frames, decoded as the client
+/// does (`decode_ref` + `push_body`): its body is allocated once, for the
+/// declared size, and each payload is copied once, from the read buffer
+/// into it; once recycled, the next large body reuses the buffer.
+#[test]
+fn a_one_mebibyte_delivery_allocates_its_body_once_and_reuses_it_when_recycled() {
+    let body = pattern_body(1 << 20, 7);
+    let deliver = BasicDeliver {
+        consumer_tag: "ctag1.x".into(),
+        delivery_tag: 1,
+        redelivered: false,
+        exchange: String::new(),
+        routing_key: "q".into(),
+    };
+    let chunk = FRAME_MAX_SIZE as usize - 8;
+    let frames = content_frames(1, deliver.clone(), BasicProperties::default(), &body, chunk);
+    let small = content_frames(1, deliver, BasicProperties::default(), b"small", chunk);
+    let mut decoder = FrameDecoder::new();
+    decoder.set_frame_max(FRAME_MAX_SIZE);
+    let decode = |asm: &mut ContentAssembler, frames: &[u8]| -> Content {
+        let mut at = 0;
+        let mut out = None;
+        while let Some((frame, used)) = decoder.decode_ref(&frames[at..]).unwrap() {
+            at += used;
+            out = match frame {
+                FrameRef::Body { payload, .. } => asm.push_body(payload).unwrap(),
+                FrameRef::Frame(f) => asm.push(f).unwrap(),
+            };
+        }
+        match out {
+            Some(Assembled::Content(c)) => c,
+            other => panic!("expected a message, got {other:?}"),
+        }
+    };
+    let mut asm = ContentAssembler::default();
+    // Warm the string and properties caches (they are not what this checks).
+    decode(&mut asm, &frames).recycle();
+    let (content, stats) = measure(|| decode(&mut asm, &frames));
+    assert_eq!(content.body, body);
+    assert_eq!(stats.count, 0, "the recycled body buffer is reused: {stats:?}");
+    drop(content); // not recycled: the next body needs a buffer of its own
+    decode(&mut asm, &small).recycle(); // gives the strings back, keeps no small body
+    let (content, stats) = measure(|| decode(&mut asm, &frames));
+    assert_eq!(content.body, body);
+    assert_eq!(stats.count, 1, "one allocation, the body: {stats:?}");
+    assert!((1 << 20..(1 << 20) + 4096).contains(&stats.peak_bytes), "sized once for the body: {stats:?}");
+}

@@ -29,7 +29,7 @@ use crate::fxhash::FxHashMap;
 use crate::protocol::{
     encode_publish, Assembled, BasicCancel, BasicCancelOk, BasicDeliver, BasicProperties, BasicReject, ChannelClose,
     ChannelCloseOk, ChannelFlowOk, ChannelOpen, ConnectionBlocked, ConnectionClose, ConnectionCloseOk, Content,
-    FieldTable, Frame, Method, ProtocolError, Publish, FRAME_MIN_SIZE,
+    ContentAssembler, FieldTable, Frame, FrameRef, Method, ProtocolError, Publish, FRAME_MIN_SIZE,
 };
 use channel::{ChanState, Channel};
 
@@ -353,6 +353,16 @@ impl Core {
         }
     }
 
+    /// [`Core::handle_frame`] for a frame whose body payload is still in
+    /// the read buffer: it is copied once, into its message.
+    #[inline]
+    pub(crate) fn handle_frame_ref(&mut self, frame: FrameRef<'_>) -> Result<()> {
+        match frame {
+            FrameRef::Frame(frame) => self.handle_frame(frame),
+            FrameRef::Body { channel, payload } => self.handle_channel_input(channel, |a| a.push_body(payload)),
+        }
+    }
+
     fn handle_connection_method(&mut self, method: Method) -> Result<()> {
         match (&self.state, method) {
             (ConnState::Closed { .. }, _) => Ok(()),
@@ -398,7 +408,17 @@ impl Core {
     }
 
     fn handle_channel_frame(&mut self, frame: Frame) -> Result<()> {
-        let number = frame.channel();
+        self.handle_channel_input(frame.channel(), |a| a.push(frame))
+    }
+
+    /// Feeds one frame of channel `number` to its content assembler (`push`)
+    /// and handles what comes out whole.
+    #[inline]
+    fn handle_channel_input(
+        &mut self,
+        number: u16,
+        push: impl FnOnce(&mut ContentAssembler) -> std::result::Result<Option<Assembled>, ProtocolError>,
+    ) -> Result<()> {
         let Some(ch) = self.channels.get_mut(&number) else {
             return Err(self.protocol_failure(
                 ProtocolError::UnexpectedFrame("frame on a channel that is not open"),
@@ -411,7 +431,7 @@ impl Core {
                 reply_code::CHANNEL_ERROR,
             ));
         }
-        let assembled = match ch.assembler.push(frame) {
+        let assembled = match push(&mut ch.assembler) {
             Ok(Some(a)) => a,
             Ok(None) => return Ok(()),
             Err(e) => return Err(self.protocol_failure(e, reply_code::UNEXPECTED_FRAME)),

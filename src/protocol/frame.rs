@@ -131,6 +131,62 @@ impl Frame {
     }
 }
 
+/// A decoded frame whose body payload, if it is a body frame, still lies
+/// in the decoder's input ([`FrameDecoder::decode_ref`]).
+///
+/// # Example
+///
+/// ```
+/// use pikars::protocol::{Frame, FrameRef};
+/// let body = FrameRef::Body { channel: 3, payload: b"abc" };
+/// assert_eq!(body.channel(), 3);
+/// assert_eq!(body.into_owned(), Frame::Body { channel: 3, payload: b"abc".to_vec() });
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameRef<'a> {
+    /// Any frame but a body frame, decoded.
+    Frame(Frame),
+    /// A body frame.
+    Body {
+        /// Channel number.
+        channel: u16,
+        /// The payload, borrowed.
+        payload: &'a [u8],
+    },
+}
+
+impl FrameRef<'_> {
+    /// The channel number (0 for connection frames and heartbeats).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// assert_eq!(pikars::protocol::FrameRef::Body { channel: 2, payload: b"" }.channel(), 2);
+    /// ```
+    pub fn channel(&self) -> u16 {
+        match self {
+            FrameRef::Frame(f) => f.channel(),
+            FrameRef::Body { channel, .. } => *channel,
+        }
+    }
+
+    /// The frame with its payload copied out.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::protocol::{Frame, FrameRef};
+    /// assert_eq!(FrameRef::Frame(Frame::Heartbeat).into_owned(), Frame::Heartbeat);
+    /// ```
+    #[inline]
+    pub fn into_owned(self) -> Frame {
+        match self {
+            FrameRef::Frame(f) => f,
+            FrameRef::Body { channel, payload } => Frame::Body { channel, payload: payload.to_vec() },
+        }
+    }
+}
+
 /// Largest payload a frame may carry under `frame_max` (0 = unlimited).
 pub fn payload_limit(frame_max: u32) -> u64 {
     if frame_max == 0 {
@@ -396,6 +452,30 @@ impl FrameDecoder {
     /// ```
     #[inline]
     pub fn decode(&self, buf: &[u8]) -> Result<Option<(Frame, usize)>, ProtocolError> {
+        Ok(self.decode_ref(buf)?.map(|(frame, used)| (frame.into_owned(), used)))
+    }
+
+    /// As [`FrameDecoder::decode`], but a body frame's payload is borrowed
+    /// from `buf` instead of copied into a `Vec` of its own, so that it can
+    /// be copied once, straight into the message it belongs to
+    /// ([`ContentAssembler::push_body`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`FrameDecoder::decode`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::protocol::{Frame, FrameDecoder, FrameRef};
+    /// let mut wire = Vec::new();
+    /// Frame::Body { channel: 1, payload: b"hi".to_vec() }.encode(&mut wire, 4096).unwrap();
+    /// let (frame, used) = FrameDecoder::new().decode_ref(&wire).unwrap().unwrap();
+    /// assert!(matches!(frame, FrameRef::Body { channel: 1, payload: b"hi" }));
+    /// assert_eq!(used, wire.len());
+    /// ```
+    #[inline]
+    pub fn decode_ref<'a>(&self, buf: &'a [u8]) -> Result<Option<(FrameRef<'a>, usize)>, ProtocolError> {
         if buf.len() < FRAME_HEADER_SIZE {
             if let Some(&t) = buf.first() {
                 check_type(t)?;
@@ -427,19 +507,22 @@ impl FrameDecoder {
                 if size < 4 {
                     return Err(bad_size());
                 }
-                Frame::Method { channel, method: Method::decode(payload)? }
+                FrameRef::Frame(Frame::Method { channel, method: Method::decode(payload)? })
             }
             FRAME_HEADER => {
                 if channel == 0 {
                     return Err(bad_channel());
                 }
-                Frame::Header { channel, header: ContentHeader::decode(payload, self.max_message_size)? }
+                FrameRef::Frame(Frame::Header {
+                    channel,
+                    header: ContentHeader::decode(payload, self.max_message_size)?,
+                })
             }
             FRAME_BODY => {
                 if channel == 0 {
                     return Err(bad_channel());
                 }
-                Frame::Body { channel, payload: payload.to_vec() }
+                FrameRef::Body { channel, payload }
             }
             _ => {
                 if channel != 0 {
@@ -448,7 +531,7 @@ impl FrameDecoder {
                 if size != 0 {
                     return Err(bad_size());
                 }
-                Frame::Heartbeat
+                FrameRef::Frame(Frame::Heartbeat)
             }
         };
         Ok(Some((frame, total)))
@@ -482,9 +565,10 @@ pub struct Content {
 }
 
 impl Content {
-    /// Gives the message's strings and properties box back to this thread's
-    /// decode cache, so that the next message decoded on this thread needs
-    /// no allocation but its body. The client does this after each consumer
+    /// Gives the message's strings, properties box and (if large) body
+    /// buffer back to this thread's decode cache, so that the next message
+    /// decoded on this thread needs no allocation but its body (and a large
+    /// body reuses the buffer). The client does this after each consumer
     /// callback; call it when you decode with [`FrameDecoder`] yourself.
     ///
     /// # Example
@@ -499,6 +583,7 @@ impl Content {
         // and the method's strings are decoded first.
         super::spare::give_properties(self.properties);
         recycle_method(self.method);
+        super::spare::give_body(self.body);
     }
 }
 
@@ -528,10 +613,12 @@ pub(crate) fn recycle_deliver(d: super::method::BasicDeliver) {
     super::spare::give_string(d.consumer_tag);
 }
 
-/// Gives a delivery's buffers (but the body) back to the decode cache.
-pub(crate) fn recycle_delivery(d: super::method::BasicDeliver, properties: Box<BasicProperties>) {
+/// Gives a delivery's buffers back to the decode cache (a large body's
+/// too: [`super::spare::give_body`] keeps one).
+pub(crate) fn recycle_delivery(d: super::method::BasicDeliver, properties: Box<BasicProperties>, body: Vec<u8>) {
     super::spare::give_properties(properties);
     recycle_deliver(d);
+    super::spare::give_body(body);
 }
 
 /// Assembles content for one channel: a content method, then exactly one
@@ -658,8 +745,8 @@ impl ContentAssembler {
                 if self.body.len() as u64 + payload.len() as u64 > self.body_size {
                     Err("content body longer than declared")
                 } else {
-                    if self.body.is_empty() {
-                        // The common single-frame body moves without a copy.
+                    if self.body.capacity() == 0 {
+                        // A single-frame body moves without a copy.
                         self.body = payload;
                     } else {
                         self.body.extend_from_slice(&payload);
@@ -669,6 +756,55 @@ impl ContentAssembler {
             }
             (Some(_), Some(_), _) => Err("expected a content body frame before anything else on the channel"),
         };
+        self.finish(result)
+    }
+
+    /// Feeds the payload of one body frame of this channel, borrowed from
+    /// the read buffer ([`FrameDecoder::decode_ref`]): it is copied once,
+    /// into the message's body, which is allocated once for the size the
+    /// content header declared (up to 4 MiB at first, so a header alone
+    /// cannot make the client reserve a large body; larger bodies grow).
+    ///
+    /// # Errors
+    ///
+    /// As [`ContentAssembler::push`]: a body frame out of sequence or a body
+    /// longer than declared.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::protocol::{Assembled, BasicDeliver, BasicProperties, ContentAssembler, ContentHeader, Frame};
+    /// let mut asm = ContentAssembler::default();
+    /// asm.push(Frame::Method { channel: 1, method: BasicDeliver::default().into() }).unwrap();
+    /// let header = ContentHeader { class_id: 60, body_size: 4, properties: Box::default() };
+    /// asm.push(Frame::Header { channel: 1, header }).unwrap();
+    /// assert!(asm.push_body(b"ab").unwrap().is_none());
+    /// let Some(Assembled::Content(content)) = asm.push_body(b"cd").unwrap() else { panic!() };
+    /// assert_eq!(content.body, b"abcd");
+    /// ```
+    #[inline]
+    pub fn push_body(&mut self, payload: &[u8]) -> Result<Option<Assembled>, ProtocolError> {
+        let result = match (&self.method, &self.properties) {
+            (None, _) => Err("content body without a content header"),
+            (Some(_), None) => Err("expected a content header after a content method"),
+            (Some(_), Some(_)) if self.body.len() as u64 + payload.len() as u64 > self.body_size => {
+                Err("content body longer than declared")
+            }
+            (Some(_), Some(_)) => {
+                if self.body.capacity() == 0 {
+                    let first = usize::try_from(self.body_size.min(BODY_RESERVE_MAX)).unwrap_or(0);
+                    self.body = super::spare::body(first.max(payload.len()));
+                }
+                self.body.extend_from_slice(payload);
+                Ok(())
+            }
+        };
+        self.finish(result)
+    }
+
+    /// Hands the message out once its body is complete.
+    #[inline]
+    fn finish(&mut self, result: Result<(), &'static str>) -> Result<Option<Assembled>, ProtocolError> {
         if let Err(what) = result {
             self.reset();
             return Err(ProtocolError::UnexpectedFrame(what));
@@ -689,6 +825,9 @@ impl ContentAssembler {
         *self = ContentAssembler::default();
     }
 }
+
+/// The most a body buffer reserves before its bytes arrive.
+const BODY_RESERVE_MAX: u64 = 4 * 1024 * 1024;
 
 /// Negotiates channel_max or frame_max: if either side says 0 (no limit),
 /// the other wins; otherwise the smaller. pika's `_negotiate_integer_value`.

@@ -35,7 +35,7 @@ pub use codec::{MAX_NESTING_DEPTH, SHORTSTR_MAX};
 pub use error::ProtocolError;
 pub use frame::{
     encode_publish, negotiate, negotiate_frame_max, payload_limit, Assembled, Content, ContentAssembler, Frame,
-    FrameDecoder, Publish, DEFAULT_MAX_MESSAGE_SIZE, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT,
+    FrameDecoder, FrameRef, Publish, DEFAULT_MAX_MESSAGE_SIZE, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT,
     FRAME_MAX_SIZE, FRAME_METHOD, FRAME_MIN_SIZE, FRAME_OVERHEAD, HEARTBEAT_FRAME, PROTOCOL_HEADER,
 };
 pub use method::*;

@@ -27,6 +27,13 @@ const MIN_STRING_CAPACITY: usize = 64;
 /// most 255 bytes; anything bigger came from elsewhere).
 const MAX_STRING_CAPACITY: usize = 256;
 
+/// Bodies at least this large are worth keeping for the next large message:
+/// the allocator serves them with fresh pages (mmap) each time otherwise,
+/// and faulting in a mebibyte costs more than decoding it.
+const MIN_SPARE_BODY: usize = 64 * 1024;
+/// The largest body buffer kept (one is kept per thread).
+const MAX_SPARE_BODY: usize = 16 * 1024 * 1024;
+
 // The boxes themselves are what is reused (a decoded header holds a box).
 #[allow(clippy::vec_box)]
 mod cache {
@@ -34,9 +41,10 @@ mod cache {
     thread_local! {
         pub(super) static STRINGS: RefCell<Strings> = const { RefCell::new(Strings { list: Vec::new(), bytes: 0 }) };
         pub(super) static PROPERTIES: RefCell<Vec<Box<BasicProperties>>> = const { RefCell::new(Vec::new()) };
+        pub(super) static BODY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
 }
-use cache::{PROPERTIES, STRINGS};
+use cache::{BODY, PROPERTIES, STRINGS};
 
 /// The cached strings and the sum of their capacities.
 struct Strings {
@@ -138,6 +146,33 @@ pub(crate) fn give_properties(mut properties: Box<BasicProperties>) {
     });
 }
 
+/// An empty buffer for a body of `capacity` bytes: the spare large body if
+/// it is big enough, otherwise a new one.
+pub(crate) fn body(capacity: usize) -> Vec<u8> {
+    if capacity >= MIN_SPARE_BODY {
+        let spare = BODY.try_with(|b| b.try_borrow_mut().ok().map(|mut b| std::mem::take(&mut *b))).ok().flatten();
+        if let Some(mut spare) = spare.filter(|b| b.capacity() >= capacity) {
+            spare.clear();
+            return spare;
+        }
+    }
+    Vec::with_capacity(capacity)
+}
+
+/// Keeps a large body's buffer for the next large message (one per thread,
+/// at most 16 MiB).
+pub(crate) fn give_body(body: Vec<u8>) {
+    if (MIN_SPARE_BODY..=MAX_SPARE_BODY).contains(&body.capacity()) {
+        let _ = BODY.try_with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                if b.capacity() < body.capacity() {
+                    *b = body;
+                }
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +191,18 @@ mod tests {
         p.priority = Some(9);
         give_properties(p);
         assert_eq!(*properties(), BasicProperties::default());
+    }
+
+    #[test]
+    fn a_large_body_buffer_is_reused_empty_and_small_ones_are_not_kept() {
+        let mut big = vec![7u8; 1 << 20];
+        big.truncate(10);
+        let ptr = big.as_ptr();
+        give_body(big);
+        let again = body(1 << 20);
+        assert!(again.is_empty());
+        assert_eq!(again.as_ptr(), ptr, "the same buffer");
+        give_body(Vec::with_capacity(100));
+        assert_eq!(body(1 << 20).capacity(), 1 << 20, "nothing cached: a new one");
     }
 }

@@ -197,8 +197,12 @@ impl Session {
         // Decoding a batch takes microseconds: one time for all its frames.
         let now = Instant::now();
         loop {
-            let frame = match self.t.next_frame(&self.decoder, now) {
-                Ok(Some(frame)) => frame,
+            let core = &mut self.core;
+            let handled = match self.t.with_next_frame(&self.decoder, now, |frame| {
+                log::trace!("received {frame:?}");
+                core.handle_frame_ref(frame)
+            }) {
+                Ok(Some(handled)) => handled,
                 Ok(None) => return Ok(()),
                 Err(e) => {
                     let e = self.core.decode_failure(e);
@@ -206,8 +210,6 @@ impl Session {
                     return Err(e);
                 }
             };
-            log::trace!("received {frame:?}");
-            let handled = self.core.handle_frame(frame);
             if self.core.is_closed() {
                 // A broker close (reported by the next call that looks) or a
                 // protocol failure (reported now): nothing after it counts.
