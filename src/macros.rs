@@ -35,6 +35,12 @@
 /// list: put other expressions that start with a brace or a bracket in
 /// parentheses. `Some(v)` is `v` and `None` (bare) is `V`.
 ///
+/// A literal of any size compiles as long as each value is a single token
+/// (`5`, `"text"`, `name`, `{...}`, `[...]`, `(-5)`). One that also has values
+/// of several tokens (`-5`, `1i64 << 40`, `f(x)`) takes a step of macro
+/// recursion per entry, which the compiler's default limit allows for
+/// about 120 entries.
+///
 /// # Panics
 ///
 /// Never: every value the macro accepts can be encoded. (A key longer than
@@ -65,6 +71,13 @@ macro_rules! table {
     () => {
         $crate::FieldTable::new()
     };
+    // Every value one token tree (a literal, a name, `{...}`, `[...]`,
+    // `(...)`): no recursion per entry, so any number of entries.
+    ($($key:expr => $value:tt),+ $(,)?) => {{
+        let mut table = $crate::FieldTable::new();
+        $(table.insert($key, $crate::__pikars_table!(@one $value));)+
+        table
+    }};
     ($($body:tt)+) => {{
         let mut table = $crate::FieldTable::new();
         $crate::__pikars_table!(@entries table; $($body)+);
@@ -72,51 +85,69 @@ macro_rules! table {
     }};
 }
 
-/// The token muncher behind [`table!`]: one entry (or list element) at a
-/// time, so that `{...}`, `[...]` and `None` can be told apart from other
-/// expressions. Not public API.
+/// The token muncher behind [`table!`]: `{...}`, `[...]` and `None` are told
+/// apart from other expressions one value at a time. Not public API.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __pikars_table {
-    // ---- table entries: `key => value`, separated by commas ----
-    (@entries $t:ident;) => {};
-    (@entries $t:ident; $key:expr => $($rest:tt)+) => {
-        $crate::__pikars_table!(@value $t [$key] $($rest)+);
+    // ---- one value written as a single token tree ----
+    (@one {$($inner:tt)*}) => {
+        $crate::FieldValue::FieldTable($crate::table!($($inner)*))
+    };
+    (@one [$($inner:tt)*]) => {
+        $crate::__pikars_table!(@array $($inner)*)
+    };
+    (@one None) => {
+        $crate::FieldValue::Void
+    };
+    (@one $value:expr) => {
+        $crate::FieldValue::from($value)
     };
 
-    (@value $t:ident [$key:expr] {$($inner:tt)*} $(, $($rest:tt)*)?) => {
+    // ---- table entries, `key => value` separated by commas, one at a time ----
+    (@entries $t:ident;) => {};
+    (@entries $t:ident; $key:expr => {$($inner:tt)*} $(, $($rest:tt)*)?) => {
         $t.insert($key, $crate::FieldValue::FieldTable($crate::table!($($inner)*)));
         $crate::__pikars_table!(@entries $t; $($($rest)*)?);
     };
-    (@value $t:ident [$key:expr] [$($inner:tt)*] $(, $($rest:tt)*)?) => {
-        $t.insert($key, $crate::__pikars_table!(@array [] $($inner)*));
+    (@entries $t:ident; $key:expr => [$($inner:tt)*] $(, $($rest:tt)*)?) => {
+        $t.insert($key, $crate::__pikars_table!(@array $($inner)*));
         $crate::__pikars_table!(@entries $t; $($($rest)*)?);
     };
-    (@value $t:ident [$key:expr] None $(, $($rest:tt)*)?) => {
+    (@entries $t:ident; $key:expr => None $(, $($rest:tt)*)?) => {
         $t.insert($key, $crate::FieldValue::Void);
         $crate::__pikars_table!(@entries $t; $($($rest)*)?);
     };
-    (@value $t:ident [$key:expr] $value:expr $(, $($rest:tt)*)?) => {
+    (@entries $t:ident; $key:expr => $value:expr $(, $($rest:tt)*)?) => {
         $t.insert($key, $crate::FieldValue::from($value));
         $crate::__pikars_table!(@entries $t; $($($rest)*)?);
     };
 
-    // ---- list elements, accumulated as expressions ----
-    (@array [$($done:expr,)*]) => {
+    // ---- list elements ----
+    (@array) => {
+        $crate::FieldValue::FieldArray(::std::vec::Vec::new())
+    };
+    (@array $($value:tt),+ $(,)?) => {
+        $crate::FieldValue::FieldArray(::std::vec![$($crate::__pikars_table!(@one $value)),+])
+    };
+    (@array $($body:tt)+) => {
+        $crate::__pikars_table!(@elements [] $($body)+)
+    };
+    (@elements [$($done:expr,)*]) => {
         $crate::FieldValue::FieldArray(::std::vec![$($done),*])
     };
-    (@array [$($done:expr,)*] {$($inner:tt)*} $(, $($rest:tt)*)?) => {
+    (@elements [$($done:expr,)*] {$($inner:tt)*} $(, $($rest:tt)*)?) => {
         $crate::__pikars_table!(
-            @array [$($done,)* $crate::FieldValue::FieldTable($crate::table!($($inner)*)),] $($($rest)*)?
+            @elements [$($done,)* $crate::FieldValue::FieldTable($crate::table!($($inner)*)),] $($($rest)*)?
         )
     };
-    (@array [$($done:expr,)*] [$($inner:tt)*] $(, $($rest:tt)*)?) => {
-        $crate::__pikars_table!(@array [$($done,)* $crate::__pikars_table!(@array [] $($inner)*),] $($($rest)*)?)
+    (@elements [$($done:expr,)*] [$($inner:tt)*] $(, $($rest:tt)*)?) => {
+        $crate::__pikars_table!(@elements [$($done,)* $crate::__pikars_table!(@array $($inner)*),] $($($rest)*)?)
     };
-    (@array [$($done:expr,)*] None $(, $($rest:tt)*)?) => {
-        $crate::__pikars_table!(@array [$($done,)* $crate::FieldValue::Void,] $($($rest)*)?)
+    (@elements [$($done:expr,)*] None $(, $($rest:tt)*)?) => {
+        $crate::__pikars_table!(@elements [$($done,)* $crate::FieldValue::Void,] $($($rest)*)?)
     };
-    (@array [$($done:expr,)*] $value:expr $(, $($rest:tt)*)?) => {
-        $crate::__pikars_table!(@array [$($done,)* $crate::FieldValue::from($value),] $($($rest)*)?)
+    (@elements [$($done:expr,)*] $value:expr $(, $($rest:tt)*)?) => {
+        $crate::__pikars_table!(@elements [$($done,)* $crate::FieldValue::from($value),] $($($rest)*)?)
     };
 }

@@ -213,6 +213,7 @@ fn values_may_be_any_expression_and_keys_any_string() {
         "list" => list.clone(),
         "float" => 2.5,
         "nested" => [[], [None, {}], {"deep" => [{"deeper" => [true]}]}],
+        "mixed" => [-1, 1 + 1, None, {"k" => -2}, [-3, None], count],
     };
     assert_eq!(t[key.as_str()], FieldValue::LongInt(7));
     assert!(t["maybe"] == "yes");
@@ -223,6 +224,25 @@ fn values_may_be_any_expression_and_keys_any_string() {
     assert_eq!(t["float"], FieldValue::Double(2.5));
     assert!(t["nested"][2]["deep"][0]["deeper"][0] == true);
     assert_eq!(t["nested"][1][1], FieldValue::FieldTable(FieldTable::new()));
+    let mixed = FieldValue::FieldArray(vec![
+        FieldValue::LongInt(-1),
+        FieldValue::LongInt(2),
+        FieldValue::Void,
+        FieldValue::FieldTable(table! {"k" => (-2)}),
+        FieldValue::FieldArray(vec![FieldValue::LongInt(-3), FieldValue::Void]),
+        FieldValue::LongInt(7),
+    ]);
+    assert_eq!(t["mixed"], mixed);
+}
+
+#[test]
+fn single_token_values_and_longer_expressions_build_the_same_table() {
+    // Every value one token: the macro's non-recursive path.
+    let one_token = table! {"a" => (-5), "b" => [(-1), 2, None, {"c" => (1i64 << 40)}], "d" => None};
+    // The same values spelled with several tokens: the entry-by-entry path.
+    let longer = table! {"a" => -5, "b" => [-1, 2, None, {"c" => 1i64 << 40}], "d" => None};
+    assert_eq!(one_token, longer);
+    assert_eq!(longer["b"][3]["c"], FieldValue::LongLongInt(1 << 40));
 }
 
 #[test]
