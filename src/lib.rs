@@ -97,10 +97,12 @@ mod connection;
 mod core;
 mod error;
 mod fxhash;
+mod macros;
 mod params;
 pub mod protocol;
 mod pyrepr;
 mod session;
+mod timestamp;
 mod transport;
 mod url;
 
@@ -117,8 +119,9 @@ pub use params::{
 };
 pub use protocol::{
     BasicCancel, BasicDeliver, BasicGetOk, BasicProperties, BasicReturn, ConnectionBlocked, ConnectionUnblocked,
-    Decimal, DeliveryMode, FieldTable, FieldValue, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk,
+    Decimal, DeliveryMode, FieldTable, FieldValue, FieldValueError, QueueDeclareOk, QueueDeleteOk, QueuePurgeOk,
     PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE,
 };
 pub use pyrepr::{py_bytes, py_method_frame, PyBytes, PyRepr};
+pub use timestamp::{system_time_from_timestamp, timestamp_from_system_time, timestamp_now};
 pub use url::UrlParameters;

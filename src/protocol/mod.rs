@@ -40,7 +40,8 @@ pub use frame::{
 };
 pub use method::*;
 pub use properties::{BasicProperties, ContentHeader, DeliveryMode, PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE};
-pub use table::{Decimal, FieldTable, FieldValue};
+pub(crate) use table::{seconds_since_epoch, system_time_at};
+pub use table::{Decimal, FieldIndex, FieldTable, FieldTableIter, FieldValue, FieldValueError};
 
 pub(crate) use frame::recycle_delivery;
 
