@@ -627,6 +627,26 @@ pub mod reply_code {
     pub const INTERNAL_ERROR: u16 = 541;
 }
 
+impl From<crate::protocol::FieldValueError> for Error {
+    /// A field value of the wrong type or range, read in user code (pika's
+    /// `TypeError`/`ValueError`): [`Error::InvalidArgument`], so that `?`
+    /// works inside a callback.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::{Error, FieldValue};
+    /// fn count(v: &FieldValue) -> pikars::Result<i64> {
+    ///     Ok(i64::try_from(v)?)
+    /// }
+    /// assert_eq!(count(&FieldValue::from(3)).unwrap(), 3);
+    /// assert!(matches!(count(&FieldValue::from("x")), Err(Error::InvalidArgument(_))));
+    /// ```
+    fn from(e: crate::protocol::FieldValueError) -> Self {
+        Error::InvalidArgument(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
