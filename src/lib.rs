@@ -19,7 +19,7 @@
 //! channel.queue_declare("hello", Default::default())?;
 //!
 //! // channel.basic_publish(exchange='', routing_key='hello', body='Hello World!')
-//! channel.basic_publish("", "hello", "Hello World!", Default::default())?;
+//! channel.basic_publish("", "hello", "Hello World!", None)?;
 //! println!(" [x] Sent 'Hello World!'");
 //! connection.close()?;
 //! # Ok::<(), pikars::Error>(())
@@ -100,6 +100,7 @@ mod fxhash;
 mod params;
 pub mod protocol;
 mod pyrepr;
+mod seconds;
 mod session;
 mod transport;
 mod url;
@@ -121,4 +122,5 @@ pub use protocol::{
     PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE,
 };
 pub use pyrepr::{py_bytes, py_method_frame, PyBytes, PyRepr};
+pub use seconds::{Seconds, TimeLimit};
 pub use url::UrlParameters;
