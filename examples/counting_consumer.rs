@@ -59,7 +59,7 @@ fn main() -> pikars::Result<()> {
     let channel = connection.channel()?;
     let queue = channel.queue_declare("", QueueDeclareOptions::default().exclusive(true))?.queue;
     for i in 1..=MESSAGES {
-        channel.basic_publish("", &queue, format!("message {i}").as_bytes(), Default::default())?;
+        channel.basic_publish("", &queue, format!("message {i}").as_bytes(), None)?;
     }
 
     // `global received`: a Cell in an Rc, one clone for the callback.

@@ -10,7 +10,7 @@ fn main() -> pikars::Result<()> {
     // message = ' '.join(sys.argv[1:]) or "info: Hello World!"
     let message = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let message = if message.is_empty() { "info: Hello World!".to_string() } else { message };
-    channel.basic_publish("logs", "", &message, Default::default())?;
+    channel.basic_publish("logs", "", &message, None)?;
     println!(" [x] Sent {message}");
     connection.close()?;
     Ok(())

@@ -13,7 +13,7 @@ fn main() -> pikars::Result<()> {
     // message = ' '.join(sys.argv[2:]) or 'Hello World!'
     let message = argv.get(2..).unwrap_or_default().join(" ");
     let message = if message.is_empty() { "Hello World!".to_string() } else { message };
-    channel.basic_publish("direct_logs", severity, &message, Default::default())?;
+    channel.basic_publish("direct_logs", severity, &message, None)?;
     println!(" [x] Sent {severity}:{message}");
     connection.close()?;
     Ok(())

@@ -52,7 +52,7 @@ fn publish_messages_individually(message_count: usize) -> pikars::Result<()> {
     for i in 0..message_count {
         let body = i.to_string();
         // In confirm mode basic_publish waits for this message's ack (pika's semantics).
-        ch.basic_publish("", &queue, body, Default::default())?;
+        ch.basic_publish("", &queue, body, None)?;
     }
     let elapsed = start.elapsed();
     println!(
@@ -76,7 +76,7 @@ fn publish_messages_in_batch(message_count: usize) -> pikars::Result<()> {
     let start = Instant::now();
     for i in 0..message_count {
         let body = i.to_string();
-        ch.publish_nowait("", &queue, body, Default::default())?;
+        ch.publish_nowait("", &queue, body, None)?;
         outstanding_message_count += 1;
 
         if outstanding_message_count == BATCH_SIZE {
@@ -132,7 +132,7 @@ fn handle_publish_confirms_asynchronously(message_count: usize) -> pikars::Resul
     let start = Instant::now();
     for i in 0..message_count {
         let body = i.to_string();
-        let sequence_number = ch.publish_nowait("", &queue, &body, Default::default())?;
+        let sequence_number = ch.publish_nowait("", &queue, &body, None)?;
         outstanding_confirms.insert(sequence_number, body);
         handle_confirms(&mut outstanding_confirms, ch.take_confirms()?);
     }

@@ -7,7 +7,7 @@ fn main() -> pikars::Result<()> {
 
     channel.queue_declare("hello", Default::default())?;
 
-    channel.basic_publish("", "hello", "Hello World!", Default::default())?;
+    channel.basic_publish("", "hello", "Hello World!", None)?;
     println!(" [x] Sent 'Hello World!'");
     connection.close()?;
     Ok(())

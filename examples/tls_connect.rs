@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let queue = channel.queue_declare("", QueueDeclareOptions::default().exclusive(true))?.queue;
     println!(" [x] Declared queue {queue}");
 
-    channel.basic_publish("", &queue, "Hello over TLS!", Default::default())?;
+    channel.basic_publish("", &queue, "Hello over TLS!", None)?;
     println!(" [x] Sent 'Hello over TLS!'");
 
     match channel.basic_get(&queue, true)? {

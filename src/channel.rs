@@ -14,6 +14,7 @@ use crate::protocol::{
     ExchangeDeclare, ExchangeDelete, ExchangeUnbind, FieldTable, Method, Publish, QueueBind, QueueDeclare,
     QueueDeclareOk, QueueDelete, QueueDeleteOk, QueuePurge, QueuePurgeOk, QueueUnbind, TxCommit, TxRollback, TxSelect,
 };
+use crate::seconds::{Seconds, TimeLimit};
 use crate::session::Session;
 
 /// pika's `ExchangeType`: `direct` (the default), `fanout`, `headers`,
@@ -244,9 +245,61 @@ options! {
         arguments: Option<FieldTable> = None, set FieldTable => Some, eg pikars::FieldTable::new();
         /// Seconds without a message after which the iterator yields `Ok(None)`;
         /// `None` waits forever.
-        inactivity_timeout: Option<f64> = None, set f64 => Some, eg 1.0;
+        /// The setter takes an integer, a float or a `Duration` ([`Seconds`]),
+        /// as pika's `inactivity_timeout=1`.
+        inactivity_timeout: Option<f64> = None, set impl Into<Seconds> => |v: _| Some(Into::<Seconds>::into(v).as_f64()), eg 1;
         /// Consumer tag (pika 1.4); `None` generates one.
         consumer_tag: Option<String> = None, set impl Into<String> => |v: _| Some(Into::into(v)), eg "gen-tag";
+    }
+}
+
+/// pika's `properties` as `basic_publish`'s fourth positional argument:
+/// `basic_publish(exchange, routing_key, body, properties)`.
+///
+/// # Example
+///
+/// ```
+/// use pikars::{BasicProperties, BasicPublishOptions};
+/// let options = BasicPublishOptions::from(BasicProperties::default().content_type("text/plain"));
+/// assert_eq!(options.properties.content_type.as_deref(), Some("text/plain"));
+/// assert!(!options.mandatory);
+/// ```
+impl From<BasicProperties> for BasicPublishOptions {
+    fn from(properties: BasicProperties) -> Self {
+        BasicPublishOptions { properties, ..Default::default() }
+    }
+}
+
+/// pika's `properties=None`: no properties, `mandatory=False`.
+///
+/// # Example
+///
+/// ```
+/// use pikars::{BasicProperties, BasicPublishOptions};
+/// assert_eq!(BasicPublishOptions::from(None), BasicPublishOptions::default());
+/// let some = BasicPublishOptions::from(Some(BasicProperties::default().priority(5)));
+/// assert_eq!(some.properties.priority, Some(5));
+/// ```
+impl From<Option<BasicProperties>> for BasicPublishOptions {
+    fn from(properties: Option<BasicProperties>) -> Self {
+        BasicPublishOptions { properties: properties.unwrap_or_default(), ..Default::default() }
+    }
+}
+
+/// Properties reused across publishes (pika passes the same object each
+/// time); they are cloned.
+///
+/// # Example
+///
+/// ```
+/// use pikars::{BasicProperties, BasicPublishOptions};
+/// let properties = BasicProperties::default().app_id("billing");
+/// let options = BasicPublishOptions::from(&properties);
+/// assert_eq!(options.properties, properties);
+/// ```
+impl From<&BasicProperties> for BasicPublishOptions {
+    fn from(properties: &BasicProperties) -> Self {
+        BasicPublishOptions { properties: properties.clone(), ..Default::default() }
     }
 }
 
@@ -303,12 +356,12 @@ impl BlockingChannel {
         BlockingChannel { shared, number, id }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Session, u16, u64) -> R) -> R {
+    fn with_session<R>(&self, f: impl FnOnce(&mut Session, u16, u64) -> R) -> R {
         self.shared.with_session(|s| f(s, self.number, self.id))
     }
 
     fn rpc(&self, method: impl Into<Method>, expect: &'static [(u16, u16)]) -> Result<Reply> {
-        self.with(|s, n, id| s.rpc(n, id, method.into(), expect))
+        self.with_session(|s, n, id| s.rpc(n, id, method.into(), expect))
     }
 
     fn rpc_method(&self, method: impl Into<Method>, expect: &'static [(u16, u16)]) -> Result<Method> {
@@ -319,7 +372,7 @@ impl BlockingChannel {
     }
 
     fn send(&self, method: impl Into<Method>) -> Result<()> {
-        self.with(|s, n, id| s.send(n, id, method.into()))
+        self.with_session(|s, n, id| s.send(n, id, method.into()))
     }
 
     /// The channel number (pika's `channel_number`).
@@ -391,7 +444,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn consumer_tags(&self) -> Vec<String> {
-        self.with(|s, n, id| s.core.consumers(n, id).map(|c| c.tags()).unwrap_or_default())
+        self.with_session(|s, n, id| s.core.consumers(n, id).map(|c| c.tags()).unwrap_or_default())
     }
 
     /// Cancels the channel's consumers and closes it, reply code 0 "Normal
@@ -416,6 +469,52 @@ impl BlockingChannel {
         self.close_with(0, "Normal shutdown")
     }
 
+    /// pika's `with connection.channel() as channel:` block: runs `body`
+    /// with the channel, then closes the channel if it is still open, and
+    /// returns what `body` returned.
+    ///
+    /// As pika's `__exit__`: a channel the broker already closed (during
+    /// the block) is not closed again, so the exit itself does not fail;
+    /// nothing is swallowed: an error from `body` (e.g. the broker's
+    /// [`Error::ChannelClosedByBroker`]) is returned as it is, and if `body`
+    /// succeeded, an error from the close at the exit is returned (e.g.
+    /// `ChannelClosedByBroker` 404 after a publish to a missing exchange,
+    /// which only the close observes). When both fail, `body`'s error is
+    /// returned and the close's is logged.
+    ///
+    /// # Errors
+    ///
+    /// The error of `body`, or else the errors of [`BlockingChannel::close`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// // pika: with connection.channel() as channel:
+    /// //           channel.queue_declare('hello')
+    /// //           channel.basic_publish('', 'hello', 'Hello World!')
+    /// let count = connection.channel()?.with(|channel| {
+    ///     channel.queue_declare("hello", Default::default())?;
+    ///     channel.basic_publish("", "hello", "Hello World!", None)?;
+    ///     Ok(channel.queue_declare("hello", Default::default())?.message_count)
+    /// })?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn with<T>(self, body: impl FnOnce(&BlockingChannel) -> Result<T>) -> Result<T> {
+        let result = body(&self);
+        let closed = if self.is_open() { self.close() } else { Ok(()) };
+        match (result, closed) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(e)) => Err(e),
+            (Err(e), closed) => {
+                if let Err(close_error) = closed {
+                    log::debug!("closing channel {} after a failed block: {close_error}", self.number);
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// pika's `close(reply_code, reply_text)`.
     ///
     /// # Errors
@@ -430,17 +529,17 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn close_with(&self, reply_code: u16, reply_text: &str) -> Result<()> {
-        self.with(|s, n, id| s.core.channel_open(n, id).map(drop))?;
+        self.with_session(|s, n, id| s.core.channel_open(n, id).map(drop))?;
         let closed = self
             .cancel_all_consumers()
-            .and_then(|()| self.with(|s, n, id| s.close_channel(n, id, reply_code, reply_text)));
+            .and_then(|()| self.with_session(|s, n, id| s.close_channel(n, id, reply_code, reply_text)));
         self.forget_callbacks();
         closed
     }
 
     /// pika's `_cancel_all_consumers`: the `consume()` consumer, then the others.
     fn cancel_all_consumers(&self) -> Result<()> {
-        if self.with(|s, n, id| s.core.consumers(n, id).is_some_and(|c| c.generator().is_some())) {
+        if self.with_session(|s, n, id| s.core.consumers(n, id).is_some_and(|c| c.generator().is_some())) {
             self.cancel()?;
         }
         for tag in self.consumer_tags() {
@@ -766,6 +865,11 @@ impl BlockingChannel {
 
     /// pika's `basic_publish(exchange, routing_key, body, properties=None, mandatory=False)`.
     ///
+    /// The fourth argument is pika's fourth: `None` (no properties), a
+    /// [`BasicProperties`] (pika's positional `properties`), or a
+    /// [`BasicPublishOptions`] for the keyword form
+    /// (`properties=..., mandatory=True`).
+    ///
     /// Without confirms it returns once the message is written to the
     /// socket (one write for method, header and body frames). After
     /// [`BlockingChannel::confirm_delivery`] it waits for this message's
@@ -785,10 +889,16 @@ impl BlockingChannel {
     /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
     /// # let channel = connection.channel()?;
     /// use pikars::{BasicProperties, BasicPublishOptions, DeliveryMode};
+    /// // pika: channel.basic_publish(exchange='', routing_key='hello', body='Hello World!')
+    /// channel.basic_publish("", "hello", "Hello World!", None)?;
+    /// // pika: channel.basic_publish('', 'hello', 'Hi', pika.BasicProperties(content_type='text/plain'))
+    /// channel.basic_publish("", "hello", "Hi", BasicProperties::default().content_type("text/plain"))?;
     /// // pika: channel.basic_publish(exchange='', routing_key='task_queue', body=message,
-    /// //           properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent))
+    /// //           properties=pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent),
+    /// //           mandatory=True)
     /// channel.basic_publish("", "task_queue", "Hello World!", BasicPublishOptions::default()
-    ///     .properties(BasicProperties::default().delivery_mode(DeliveryMode::Persistent)))?;
+    ///     .properties(BasicProperties::default().delivery_mode(DeliveryMode::Persistent))
+    ///     .mandatory(true))?;
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn basic_publish(
@@ -796,10 +906,11 @@ impl BlockingChannel {
         exchange: &str,
         routing_key: &str,
         body: impl AsRef<[u8]>,
-        options: BasicPublishOptions,
+        options: impl Into<BasicPublishOptions>,
     ) -> Result<()> {
+        let options = options.into();
         let Some(seq) = self.publish(exchange, routing_key, body.as_ref(), &options)? else { return Ok(()) };
-        outcome_result(self.with(|s, n, id| s.wait_outcome(n, id, seq))?)
+        outcome_result(self.with_session(|s, n, id| s.wait_outcome(n, id, seq))?)
     }
 
     fn publish(
@@ -811,7 +922,7 @@ impl BlockingChannel {
     ) -> Result<Option<u64>> {
         let publish =
             Publish { exchange, routing_key, body, properties: &options.properties, mandatory: options.mandatory };
-        self.with(|s, n, id| s.publish(n, id, &publish))
+        self.with_session(|s, n, id| s.publish(n, id, &publish))
     }
 
     /// pika's `confirm_delivery()`: puts the channel in confirm mode, so
@@ -832,7 +943,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn confirm_delivery(&self) -> Result<()> {
-        if self.with(|s, n, id| s.core.confirm_mode(n, id)) {
+        if self.with_session(|s, n, id| s.core.confirm_mode(n, id)) {
             log::error!("confirm_delivery: channel {} is already in confirm mode", self.number);
             return Ok(());
         }
@@ -841,13 +952,14 @@ impl BlockingChannel {
             return Err(Error::MethodNotImplemented("Confirm.Select not Supported by Server".into()));
         }
         self.rpc(ConfirmSelect { nowait: false }, expect::CONFIRM_SELECT_OK)?;
-        self.with(|s, n, id| s.core.enable_confirms(n, id))
+        self.with_session(|s, n, id| s.core.enable_confirms(n, id))
     }
 
     /// Publishes without waiting for the confirm even in confirm mode, and
     /// returns the message's sequence number (a pikars extension for
     /// pipelined confirms; see [`BlockingChannel::wait_for_confirms`]).
-    /// Without confirm mode it returns 0.
+    /// Without confirm mode it returns 0. The fourth argument is as in
+    /// [`BlockingChannel::basic_publish`].
     ///
     /// # Errors
     ///
@@ -860,9 +972,9 @@ impl BlockingChannel {
     /// # let channel = connection.channel()?;
     /// channel.confirm_delivery()?;
     /// for i in 0..100 {
-    ///     channel.publish_nowait("", "hello", format!("message {i}"), Default::default())?;
+    ///     channel.publish_nowait("", "hello", format!("message {i}"), None)?;
     /// }
-    /// let outcomes = channel.wait_for_confirms(Some(5.0))?;
+    /// let outcomes = channel.wait_for_confirms(5)?;
     /// assert!(outcomes.iter().all(|(_, o)| o.is_ok()));
     /// # Ok::<(), pikars::Error>(())
     /// ```
@@ -871,9 +983,9 @@ impl BlockingChannel {
         exchange: &str,
         routing_key: &str,
         body: impl AsRef<[u8]>,
-        options: BasicPublishOptions,
+        options: impl Into<BasicPublishOptions>,
     ) -> Result<u64> {
-        self.publish(exchange, routing_key, body.as_ref(), &options).map(|seq| seq.unwrap_or(0))
+        self.publish(exchange, routing_key, body.as_ref(), &options.into()).map(|seq| seq.unwrap_or(0))
     }
 
     /// Waits until every message published on this channel so far is
@@ -884,7 +996,8 @@ impl BlockingChannel {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] if `timeout` seconds pass first (outcomes are kept
+    /// [`Error::Timeout`] if `timeout` seconds (a number, or `None` for no
+    /// limit: [`TimeLimit`]) pass first (outcomes are kept
     /// for the next call); [`Error::ChannelWrongStateError`].
     ///
     /// # Example
@@ -893,18 +1006,18 @@ impl BlockingChannel {
     /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
     /// # let channel = connection.channel()?;
     /// channel.confirm_delivery()?;
-    /// channel.publish_nowait("", "hello", "a", Default::default())?;
-    /// for (seq, outcome) in channel.wait_for_confirms(Some(5.0))? {
+    /// channel.publish_nowait("", "hello", "a", None)?;
+    /// for (seq, outcome) in channel.wait_for_confirms(5)? {
     ///     if let Err(e) = outcome { eprintln!("message {seq} failed: {e}"); }
     /// }
     /// # Ok::<(), pikars::Error>(())
     /// ```
-    pub fn wait_for_confirms(&self, timeout: Option<f64>) -> Result<Vec<(u64, Result<()>)>> {
-        let deadline = match timeout {
+    pub fn wait_for_confirms(&self, timeout: impl Into<TimeLimit>) -> Result<Vec<(u64, Result<()>)>> {
+        let deadline = match timeout.into().as_option() {
             Some(t) => Some(Instant::now() + seconds("timeout", t)?),
             None => None,
         };
-        match self.with(|s, n, id| s.wait_confirms(n, id, deadline))? {
+        match self.with_session(|s, n, id| s.wait_confirms(n, id, deadline))? {
             Some(outcomes) => Ok(outcomes.into_iter().map(|(seq, o)| (seq, outcome_result(o))).collect()),
             None => {
                 let left = self.unconfirmed_count();
@@ -931,18 +1044,18 @@ impl BlockingChannel {
     /// # let channel = connection.channel()?;
     /// channel.confirm_delivery()?;
     /// for i in 0..10_000 {
-    ///     channel.publish_nowait("", "hello", format!("{i}"), Default::default())?;
+    ///     channel.publish_nowait("", "hello", format!("{i}"), None)?;
     ///     while channel.unconfirmed_count() > 1_000 {
     ///         for (seq, outcome) in channel.take_confirms()? {
     ///             if let Err(e) = outcome { eprintln!("{seq}: {e}"); }
     ///         }
     ///     }
     /// }
-    /// channel.wait_for_confirms(Some(10.0))?;
+    /// channel.wait_for_confirms(10)?;
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn take_confirms(&self) -> Result<Vec<(u64, Result<()>)>> {
-        let taken = self.with(|s, n, id| s.take_outcomes(n, id))?;
+        let taken = self.with_session(|s, n, id| s.take_outcomes(n, id))?;
         Ok(taken.into_iter().map(|(seq, o)| (seq, outcome_result(o))).collect())
     }
 
@@ -958,7 +1071,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn unconfirmed_count(&self) -> usize {
-        self.with(|s, n, id| s.core.ledger(n, id).map_or(0, |l| l.unconfirmed()))
+        self.with_session(|s, n, id| s.core.ledger(n, id).map_or(0, |l| l.unconfirmed()))
     }
 
     // ----- consuming ------------------------------------------------------
@@ -992,7 +1105,7 @@ impl BlockingChannel {
         options: BasicConsumeOptions,
     ) -> Result<String> {
         let tag = self.consumer_tag(options.consumer_tag);
-        self.with(|s, n, id| {
+        self.with_session(|s, n, id| {
             let consumers = s.core.open_consumers(n, id)?;
             if consumers.contains(&tag) {
                 return Err(Error::DuplicateConsumerTag(tag.clone()));
@@ -1041,7 +1154,7 @@ impl BlockingChannel {
             Err(e) => Err(e),
         };
         if result.is_err() {
-            self.with(|s, n, id| s.core.remove_consumer(n, id, tag));
+            self.with_session(|s, n, id| s.core.remove_consumer(n, id, tag));
         }
         result
     }
@@ -1068,13 +1181,14 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn basic_cancel(&self, consumer_tag: &str) -> Result<Vec<Delivery>> {
-        let auto_ack = self.with(|s, n, id| s.core.open_consumers(n, id).map(|c| c.start_cancel(consumer_tag)))?;
+        let auto_ack =
+            self.with_session(|s, n, id| s.core.open_consumers(n, id).map(|c| c.start_cancel(consumer_tag)))?;
         let Some(auto_ack) = auto_ack else {
             log::warn!("basic_cancel: unknown consumer tag {consumer_tag:?}");
             return Ok(Vec::new());
         };
         let rpc = self.rpc(BasicCancel { consumer_tag: consumer_tag.into(), nowait: false }, expect::BASIC_CANCEL_OK);
-        let pending = self.with(|s, n, id| {
+        let pending = self.with_session(|s, n, id| {
             s.core.remove_consumer(n, id, consumer_tag);
             let mut pending = s.core.purge_consumer_events(n, id, consumer_tag);
             if let Some(c) = s.core.consumers(n, id) {
@@ -1123,10 +1237,10 @@ impl BlockingChannel {
         if self.shared.dispatching.get() {
             return Err(Error::ReentrancyError("start_consuming may not be called from a callback".into()));
         }
-        self.with(|s, n, id| s.core.channel_open(n, id).map(drop))?;
+        self.with_session(|s, n, id| s.core.channel_open(n, id).map(drop))?;
         let conn = self.connection();
         loop {
-            match self.with(|s, n, id| s.core.consumer_loop(n, id)) {
+            match self.with_session(|s, n, id| s.core.consumer_loop(n, id)) {
                 LoopStatus::Run => conn.process_data_events(None)?,
                 LoopStatus::Done => return Ok(()),
                 LoopStatus::Fail(e) => return Err(e),
@@ -1212,7 +1326,7 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn cancel(&self) -> Result<usize> {
-        let tag = self.with(|s, n, id| {
+        let tag = self.with_session(|s, n, id| {
             s.core
                 .consumers(n, id)
                 .and_then(|c| c.generator().map(|g| (g.consumer_tag.clone(), c.contains(&g.consumer_tag))))
@@ -1222,7 +1336,7 @@ impl BlockingChannel {
             return Ok(0);
         };
         let cancelled = if active { self.basic_cancel(&tag).map(drop) } else { Ok(()) };
-        self.with(|s, n, id| s.core.consumers(n, id).map(|c| c.drop_generator()));
+        self.with_session(|s, n, id| s.core.consumers(n, id).map(|c| c.drop_generator()));
         cancelled.map(|()| 0)
     }
 
@@ -1238,7 +1352,9 @@ impl BlockingChannel {
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn get_waiting_message_count(&self) -> usize {
-        self.with(|s, n, id| s.core.consumers(n, id).and_then(|c| c.generator().map(|g| g.buffer.len())).unwrap_or(0))
+        self.with_session(|s, n, id| {
+            s.core.consumers(n, id).and_then(|c| c.generator().map(|g| g.buffer.len())).unwrap_or(0)
+        })
     }
 
     /// pika's `basic_get(queue, auto_ack=False)`: one message, or `None` if
@@ -1381,7 +1497,7 @@ impl BlockingChannel {
     /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
     /// # let channel = connection.channel()?;
     /// channel.tx_select()?;
-    /// channel.basic_publish("", "hello", "in a transaction", Default::default())?;
+    /// channel.basic_publish("", "hello", "in a transaction", None)?;
     /// channel.tx_commit()?;
     /// # Ok::<(), pikars::Error>(())
     /// ```
@@ -1496,7 +1612,7 @@ impl Consume {
     fn start(&mut self) -> Result<()> {
         let ch = &self.channel;
         let wanted = (self.queue.as_str(), self.options.auto_ack, self.options.exclusive);
-        let existing = ch.with(|s, n, id| {
+        let existing = ch.with_session(|s, n, id| {
             let c = s.core.open_consumers(n, id)?;
             Ok::<_, Error>(
                 c.generator().filter(|g| !g.ended).map(|g| (g.queue.as_str(), g.auto_ack, g.exclusive) == wanted),
@@ -1514,7 +1630,7 @@ impl Consume {
         // The buffer must exist before basic.consume is sent: deliveries
         // can follow consume-ok in the same read.
         let tag = ch.consumer_tag(self.options.consumer_tag.clone());
-        ch.with(|s, n, id| {
+        ch.with_session(|s, n, id| {
             s.core.open_consumers(n, id).map(|c| {
                 c.drop_generator();
                 c.add_generator(Generator {
@@ -1535,7 +1651,7 @@ impl Consume {
             self.options.arguments.clone(),
         );
         if started.is_err() {
-            ch.with(|s, n, id| s.core.consumers(n, id).map(|c| c.drop_generator()));
+            ch.with_session(|s, n, id| s.core.consumers(n, id).map(|c| c.drop_generator()));
         }
         started
     }
@@ -1543,7 +1659,7 @@ impl Consume {
     /// What the generator has now: a message, nothing yet, or its end; the
     /// close that ended it as an error.
     fn poll(&self) -> Result<Step> {
-        self.channel.with(|s, n, id| {
+        self.channel.with_session(|s, n, id| {
             if let Some(d) = s.core.consumers(n, id).and_then(|c| c.generator_mut()).and_then(|g| g.buffer.pop_front())
             {
                 return Ok(Step::Message(d));

@@ -16,6 +16,7 @@ use crate::core::Event;
 use crate::error::{Error, Result, ReturnedMessage};
 use crate::params::IntoParameterList;
 use crate::protocol::{BasicCancel, BasicProperties, BasicReturn, ConnectionBlocked, ConnectionUnblocked};
+use crate::seconds::{Seconds, TimeLimit};
 use crate::session::{capability, Session, CLOSE_TIMEOUT};
 /// A return callback: pika's `callback(ch, method, properties, body)` for `basic.return`.
 pub(crate) type ReturnCallback = Box<dyn FnMut(&BlockingChannel, &BasicReturn, &BasicProperties, &[u8]) -> Result<()>>;
@@ -295,7 +296,7 @@ pub struct TimerId(u64);
 /// let connection = BlockingConnection::new(ConnectionParameters::new("localhost"))?;
 /// let channel = connection.channel()?;
 /// channel.queue_declare("hello", Default::default())?;
-/// channel.basic_publish("", "hello", "Hello World!", Default::default())?;
+/// channel.basic_publish("", "hello", "Hello World!", None)?;
 /// println!(" [x] Sent 'Hello World!'");
 /// connection.close()?;
 /// # Ok::<(), pikars::Error>(())
@@ -353,7 +354,7 @@ impl BlockingConnection {
     /// use pikars::{BlockingConnection, ConnectionParameters};
     /// let connection = BlockingConnection::new(vec![
     ///     ConnectionParameters::new("rabbit-1"),
-    ///     ConnectionParameters::new("rabbit-2").connection_attempts(3u32).retry_delay(1.0),
+    ///     ConnectionParameters::new("rabbit-2").connection_attempts(3).retry_delay(1),
     /// ])?;
     /// # Ok::<(), pikars::Error>(())
     /// ```
@@ -469,6 +470,49 @@ impl BlockingConnection {
         self.close_with(200, "Normal shutdown")
     }
 
+    /// pika's `with pika.BlockingConnection(...) as connection:` block:
+    /// runs `body` with the connection, then closes it if it is still open,
+    /// and returns what `body` returned.
+    ///
+    /// As pika's `__exit__`: a connection the broker already closed (during
+    /// the block) is not closed again, so the exit itself does not fail;
+    /// nothing is swallowed: an error from `body` (e.g. the broker's
+    /// [`Error::ConnectionClosedByBroker`]) is returned as it is, and if
+    /// `body` succeeded, an error from the close at the exit is returned.
+    /// When both fail, `body`'s error is returned and the close's is
+    /// logged. (Dropping a connection also closes it, but ignores errors.)
+    ///
+    /// # Errors
+    ///
+    /// The error of `body`, or else the errors of [`BlockingConnection::close`].
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use pikars::{BlockingConnection, ConnectionParameters};
+    /// // pika: with pika.BlockingConnection(pika.ConnectionParameters('localhost')) as connection:
+    /// //           connection.channel().queue_declare('hello')
+    /// BlockingConnection::new(ConnectionParameters::new("localhost"))?.with(|connection| {
+    ///     connection.channel()?.queue_declare("hello", Default::default())?;
+    ///     Ok(())
+    /// })?;
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn with<T>(self, body: impl FnOnce(&BlockingConnection) -> Result<T>) -> Result<T> {
+        let result = body(&self);
+        let closed = if self.is_open() { self.close() } else { Ok(()) };
+        match (result, closed) {
+            (Ok(value), Ok(())) => Ok(value),
+            (Ok(_), Err(e)) => Err(e),
+            (Err(e), closed) => {
+                if let Err(close_error) = closed {
+                    log::debug!("closing the connection after a failed block: {close_error}");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// pika's `close(reply_code, reply_text)`.
     ///
     /// # Errors
@@ -507,10 +551,11 @@ impl BlockingConnection {
     }
 
     /// pika's `process_data_events(time_limit)`: does I/O and runs the
-    /// callbacks that are ready. `Some(0.0)` (pika's default) polls once;
-    /// `None` blocks until at least one callback ran; `Some(t)` waits at
-    /// most `t` seconds and returns as soon as something was dispatched.
-    /// Inside a callback it only does I/O (callbacks never nest).
+    /// callbacks that are ready. `0` (pika's default) polls once; `None`
+    /// blocks until at least one callback ran; a number of seconds `t`
+    /// (`1`, `0.5`, or the older spelling `Some(1.0)`; see [`TimeLimit`])
+    /// waits at most `t` seconds and returns as soon as something was
+    /// dispatched. Inside a callback it only does I/O (callbacks never nest).
     ///
     /// Unlike pika, `process_data_events(None)` inside a callback returns
     /// a [`Error::ReentrancyError`] instead of blocking forever, and a
@@ -531,11 +576,17 @@ impl BlockingConnection {
     /// ```no_run
     /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
     /// // pika: connection.process_data_events(time_limit=1)
-    /// connection.process_data_events(Some(1.0))?;
+    /// connection.process_data_events(1)?;
+    /// // pika: connection.process_data_events()
+    /// connection.process_data_events(0)?;
+    /// // pika: connection.process_data_events(time_limit=0.5)
+    /// connection.process_data_events(0.5)?;
+    /// // pika: connection.process_data_events(time_limit=None)
+    /// connection.process_data_events(None)?;
     /// # Ok::<(), pikars::Error>(())
     /// ```
-    pub fn process_data_events(&self, time_limit: Option<f64>) -> Result<()> {
-        let deadline = match time_limit {
+    pub fn process_data_events(&self, time_limit: impl Into<TimeLimit>) -> Result<()> {
+        let deadline = match time_limit.into().as_option() {
             Some(t) => Some(Instant::now() + seconds("time_limit", t)?),
             None => None,
         };
@@ -556,7 +607,8 @@ impl BlockingConnection {
     }
 
     /// pika's `sleep(duration)`: services the connection (heartbeats and
-    /// callbacks) for `duration` seconds. Use it instead of
+    /// callbacks) for `duration` seconds (an integer, a float or a
+    /// `Duration`: [`Seconds`]). Use it instead of
     /// `std::thread::sleep` in a publisher.
     ///
     /// # Errors
@@ -568,11 +620,13 @@ impl BlockingConnection {
     ///
     /// ```no_run
     /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// // pika: connection.sleep(1)
+    /// connection.sleep(1)?;
     /// connection.sleep(0.5)?;
     /// # Ok::<(), pikars::Error>(())
     /// ```
-    pub fn sleep(&self, duration: f64) -> Result<()> {
-        let deadline = Instant::now() + seconds("duration", duration)?;
+    pub fn sleep(&self, duration: impl Into<Seconds>) -> Result<()> {
+        let deadline = Instant::now() + seconds("duration", duration.into().as_f64())?;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -584,7 +638,8 @@ impl BlockingConnection {
     }
 
     /// pika's `call_later(delay, callback)`: runs `callback` once, at the
-    /// first dispatch point at least `delay` seconds from now.
+    /// first dispatch point at least `delay` seconds (an integer, a float
+    /// or a `Duration`: [`Seconds`]) from now.
     ///
     /// # Errors
     ///
@@ -596,15 +651,16 @@ impl BlockingConnection {
     /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
     /// let channel = connection.channel()?;
     /// let ch = channel.clone();
-    /// connection.call_later(5.0, move |_conn| ch.stop_consuming(None))?;
+    /// // pika: connection.call_later(5, functools.partial(channel.stop_consuming))
+    /// connection.call_later(5, move |_conn| ch.stop_consuming(None))?;
     /// # Ok::<(), pikars::Error>(())
     /// ```
     pub fn call_later(
         &self,
-        delay: f64,
+        delay: impl Into<Seconds>,
         callback: impl FnOnce(&BlockingConnection) -> Result<()> + 'static,
     ) -> Result<TimerId> {
-        let at = Instant::now() + seconds("delay", delay)?;
+        let at = Instant::now() + seconds("delay", delay.into().as_f64())?;
         if !self.is_open() {
             return Err(Error::ConnectionWrongStateError("call_later on a closed connection".into()));
         }

@@ -19,7 +19,7 @@
 //! channel.queue_declare("hello", Default::default())?;
 //!
 //! // channel.basic_publish(exchange='', routing_key='hello', body='Hello World!')
-//! channel.basic_publish("", "hello", "Hello World!", Default::default())?;
+//! channel.basic_publish("", "hello", "Hello World!", None)?;
 //! println!(" [x] Sent 'Hello World!'");
 //! connection.close()?;
 //! # Ok::<(), pikars::Error>(())
@@ -101,6 +101,7 @@ mod macros;
 mod params;
 pub mod protocol;
 mod pyrepr;
+mod seconds;
 mod session;
 mod timestamp;
 mod transport;
@@ -123,5 +124,6 @@ pub use protocol::{
     PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE,
 };
 pub use pyrepr::{py_bytes, py_method_frame, PyBytes, PyRepr};
+pub use seconds::{Seconds, TimeLimit};
 pub use timestamp::{system_time_from_timestamp, timestamp_from_system_time, timestamp_now};
 pub use url::UrlParameters;

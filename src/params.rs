@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::protocol::{FieldTable, FRAME_MAX_SIZE, FRAME_MIN_SIZE};
+use crate::seconds::Seconds;
 
 /// pika's `PlainCredentials(username, password, erase_on_connect=False)`:
 /// SASL PLAIN.
@@ -273,7 +274,7 @@ impl PartialEq for HeartbeatCallback {
 ///     .virtual_host("/")
 ///     .credentials(PlainCredentials::new("guest", "guest"))
 ///     .heartbeat(600)
-///     .blocked_connection_timeout(300.0);
+///     .blocked_connection_timeout(300);
 /// assert_eq!(params.heartbeat, Some(600));
 /// assert_eq!(params.frame_max, 131_072);
 /// ```
@@ -560,43 +561,67 @@ impl ConnectionParameters {
         self
     }
 
-    /// Sets `socket_timeout` in seconds.
+    /// Sets `socket_timeout` in seconds: an integer, a float or a
+    /// `Duration` ([`Seconds`]), as pika's `socket_timeout=5`.
     ///
     /// # Example
     ///
     /// ```
+    /// // pika: pika.ConnectionParameters('h', socket_timeout=5)
+    /// assert_eq!(pikars::ConnectionParameters::new("h").socket_timeout(5).socket_timeout, Some(5.0));
     /// assert_eq!(pikars::ConnectionParameters::new("h").socket_timeout(1.5).socket_timeout, Some(1.5));
     /// ```
     #[must_use]
-    pub fn socket_timeout(mut self, seconds: f64) -> Self {
-        self.socket_timeout = Some(seconds);
+    pub fn socket_timeout(mut self, seconds: impl Into<Seconds>) -> Self {
+        self.socket_timeout = Some(seconds.into().as_f64());
         self
     }
 
-    /// Sets `stack_timeout` in seconds.
+    /// Sets `stack_timeout` in seconds (an integer, a float or a `Duration`).
     ///
     /// # Example
     ///
     /// ```
+    /// // pika: pika.ConnectionParameters('h', stack_timeout=15)
+    /// assert_eq!(pikars::ConnectionParameters::new("h").stack_timeout(15).stack_timeout, Some(15.0));
     /// assert_eq!(pikars::ConnectionParameters::new("h").stack_timeout(3.0).stack_timeout, Some(3.0));
     /// ```
     #[must_use]
-    pub fn stack_timeout(mut self, seconds: f64) -> Self {
-        self.stack_timeout = Some(seconds);
+    pub fn stack_timeout(mut self, seconds: impl Into<Seconds>) -> Self {
+        self.stack_timeout = Some(seconds.into().as_f64());
         self
     }
 
-    /// Sets `blocked_connection_timeout` in seconds.
+    /// Sets `blocked_connection_timeout` in seconds (an integer, a float or
+    /// a `Duration`).
     ///
     /// # Example
     ///
     /// ```
+    /// // pika: pika.ConnectionParameters('h', blocked_connection_timeout=30)
+    /// let p = pikars::ConnectionParameters::new("h").blocked_connection_timeout(30);
+    /// assert_eq!(p.blocked_connection_timeout, Some(30.0));
     /// let p = pikars::ConnectionParameters::new("h").blocked_connection_timeout(300.0);
     /// assert_eq!(p.blocked_connection_timeout, Some(300.0));
     /// ```
     #[must_use]
-    pub fn blocked_connection_timeout(mut self, seconds: f64) -> Self {
-        self.blocked_connection_timeout = Some(seconds);
+    pub fn blocked_connection_timeout(mut self, seconds: impl Into<Seconds>) -> Self {
+        self.blocked_connection_timeout = Some(seconds.into().as_f64());
+        self
+    }
+
+    /// Sets `retry_delay` in seconds (an integer, a float or a `Duration`).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// // pika: pika.ConnectionParameters('h', retry_delay=1)
+    /// assert_eq!(pikars::ConnectionParameters::new("h").retry_delay(1).retry_delay, 1.0);
+    /// assert_eq!(pikars::ConnectionParameters::new("h").retry_delay(0.5).retry_delay, 0.5);
+    /// ```
+    #[must_use]
+    pub fn retry_delay(mut self, seconds: impl Into<Seconds>) -> Self {
+        self.retry_delay = seconds.into().as_f64();
         self
     }
 
@@ -697,16 +722,43 @@ macro_rules! setters {
     };
 }
 
+/// Setters of the integer fields take the field's exact type, so that a
+/// bare literal, as written in pika (`channel_max=100`), infers it.
+macro_rules! integer_setters {
+    ($( $field:ident : $ty:ty = $example:expr ;)*) => {
+        impl ConnectionParameters {
+            $(
+                #[doc = concat!("Sets `", stringify!($field), "`; a bare integer literal works, as in pika.")]
+                ///
+                /// # Example
+                ///
+                /// ```
+                #[doc = concat!("// pika: pika.ConnectionParameters('h', ", stringify!($field), "=", stringify!($example), ")")]
+                #[doc = concat!("let p = pikars::ConnectionParameters::new(\"h\").", stringify!($field), "(", stringify!($example), ");")]
+                #[doc = concat!("assert_eq!(p.", stringify!($field), ", ", stringify!($example), ");")]
+                /// ```
+                #[must_use]
+                pub fn $field(mut self, value: $ty) -> Self {
+                    self.$field = value;
+                    self
+                }
+            )*
+        }
+    };
+}
+
 setters! {
     host: String = "broker";
     virtual_host: String = "vh";
-    channel_max: u16 = 100u16;
-    frame_max: u32 = 8192u32;
-    connection_attempts: u32 = 3u32;
-    retry_delay: f64 = 0.5;
     locale: String = "en_GB";
-    max_message_size: u64 = 1_048_576u64;
     heartbeat_keeper: bool = true;
+}
+
+integer_setters! {
+    channel_max: u16 = 100;
+    frame_max: u32 = 8192;
+    connection_attempts: u32 = 3;
+    max_message_size: u64 = 1_048_576;
 }
 
 /// What `BlockingConnection::new` accepts: one set of parameters or a list

@@ -104,6 +104,56 @@ pub trait PyRepr {
     }
 }
 
+/// Python's `repr()` of a `str`: `'text'`, quoted and escaped as Python
+/// does (pika's `{body!r}` for a `str` body, a queue name, a header key).
+///
+/// # Example
+///
+/// ```
+/// use pikars::PyRepr;
+/// assert_eq!("pdf report".py_repr(), "'pdf report'");
+/// assert_eq!("it's".py_repr(), "\"it's\"");
+/// ```
+impl PyRepr for str {
+    fn write_py_repr(&self, out: &mut String) {
+        write_py_str(out, self)
+    }
+}
+
+/// Python's `repr()` of a `str`, as for `&str`.
+///
+/// # Example
+///
+/// ```
+/// use pikars::PyRepr;
+/// assert_eq!(String::from("q").py_repr(), "'q'");
+/// ```
+impl PyRepr for String {
+    fn write_py_repr(&self, out: &mut String) {
+        write_py_str(out, self)
+    }
+}
+
+/// `None` for `None`, else the value's repr: what pika prints for an
+/// optional attribute such as `properties.headers`.
+///
+/// # Example
+///
+/// ```
+/// use pikars::{FieldTable, PyRepr};
+/// let absent: Option<FieldTable> = None;
+/// assert_eq!(absent.py_repr(), "None");
+/// assert_eq!(Some(FieldTable::from([("a", 1)])).py_repr(), "{'a': 1}");
+/// ```
+impl<T: PyRepr> PyRepr for Option<T> {
+    fn write_py_repr(&self, out: &mut String) {
+        match self {
+            Some(value) => value.write_py_repr(out),
+            None => out.push_str("None"),
+        }
+    }
+}
+
 impl<T: PyRepr + ?Sized> PyRepr for &T {
     fn write_py_repr(&self, out: &mut String) {
         (**self).write_py_repr(out)

@@ -118,15 +118,15 @@ fn exchange_declare_creates_every_type_with_its_flags_and_routing() {
     let qa = exclusive_queue(&ch);
     ch.queue_bind(&qa, &alternate, Default::default()).unwrap();
 
-    ch.basic_publish(&fanout, "ignored", "fan", Default::default()).unwrap();
-    ch.basic_publish(&topic, "a.b", "topic-hit", Default::default()).unwrap();
-    ch.basic_publish(&topic, "b.a", "topic-miss", Default::default()).unwrap();
+    ch.basic_publish(&fanout, "ignored", "fan", None).unwrap();
+    ch.basic_publish(&topic, "a.b", "topic-hit", None).unwrap();
+    ch.basic_publish(&topic, "b.a", "topic-miss", None).unwrap();
     let with = |v: &str| {
         BasicPublishOptions::default().properties(BasicProperties::default().headers(FieldTable::from([("k", v)])))
     };
     ch.basic_publish(&headers, "", "headers-hit", with("v")).unwrap();
     ch.basic_publish(&headers, "", "headers-miss", with("w")).unwrap();
-    ch.basic_publish(&with_ae, "unbound-key", "to-alternate", Default::default()).unwrap();
+    ch.basic_publish(&with_ae, "unbound-key", "to-alternate", None).unwrap();
     assert_eq!(drain_bodies(&ch, &q1), ["fan", "topic-hit"]);
     assert_eq!(drain_bodies(&ch, &q2), ["fan", "headers-hit"]);
     assert_eq!(drain_bodies(&ch, &qa), ["to-alternate"], "unroutable on with_ae goes to its alternate-exchange");
@@ -139,7 +139,7 @@ fn exchange_declare_creates_every_type_with_its_flags_and_routing() {
 
     // internal: clients may not publish to it (the close comes on the next call).
     let ch = conn.channel().unwrap();
-    ch.basic_publish(&internal, "", "nope", Default::default()).unwrap();
+    ch.basic_publish(&internal, "", "nope", None).unwrap();
     let err = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap_err();
     assert!(matches!(err, Error::ChannelClosedByBroker { reply_code: 403, .. }), "{err:?}");
 }
@@ -196,14 +196,14 @@ fn exchange_bind_forwards_from_source_to_destination_until_unbound() {
     ch.queue_bind(&q, &dest, Default::default()).unwrap();
 
     ch.exchange_bind(&dest, &source, ExchangeBindOptions::default().routing_key("rk")).unwrap();
-    ch.basic_publish(&source, "rk", "forwarded", Default::default()).unwrap();
-    ch.basic_publish(&source, "other", "not-forwarded", Default::default()).unwrap();
+    ch.basic_publish(&source, "rk", "forwarded", None).unwrap();
+    ch.basic_publish(&source, "other", "not-forwarded", None).unwrap();
     wait_count(&conn, &q, 1);
     assert_eq!(drain_bodies(&ch, &q), ["forwarded"]);
 
     ch.exchange_unbind(&dest, &source, ExchangeBindOptions::default().routing_key("rk")).unwrap();
-    ch.basic_publish(&source, "rk", "after-unbind", Default::default()).unwrap();
-    ch.basic_publish(&dest, "", "direct-to-dest", Default::default()).unwrap();
+    ch.basic_publish(&source, "rk", "after-unbind", None).unwrap();
+    ch.basic_publish(&dest, "", "direct-to-dest", None).unwrap();
     wait_count(&conn, &q, 1);
     assert_eq!(drain_bodies(&ch, &q), ["direct-to-dest"]);
 }
@@ -294,7 +294,7 @@ fn queue_arguments_are_applied_by_the_broker() {
     let ttl = cleanup.queue(&unique("qttl"));
     ch.queue_declare(&ttl, QueueDeclareOptions::default().arguments(FieldTable::from([("x-message-ttl", 50)])))
         .unwrap();
-    ch.basic_publish("", &ttl, "expires", Default::default()).unwrap();
+    ch.basic_publish("", &ttl, "expires", None).unwrap();
     wait_count(&conn, &ttl, 0);
 }
 
@@ -308,21 +308,21 @@ fn queue_bind_without_a_routing_key_binds_with_the_queue_name_and_unbind_undoes_
     let q = exclusive_queue(&ch);
     ch.queue_bind(&q, &x, QueueBindOptions::default()).unwrap();
     ch.queue_bind(&q, &x, QueueBindOptions::default().routing_key("explicit")).unwrap();
-    ch.basic_publish(&x, &q, "by-name", Default::default()).unwrap();
-    ch.basic_publish(&x, "explicit", "by-key", Default::default()).unwrap();
-    ch.basic_publish(&x, "other", "unrouted", Default::default()).unwrap();
+    ch.basic_publish(&x, &q, "by-name", None).unwrap();
+    ch.basic_publish(&x, "explicit", "by-key", None).unwrap();
+    ch.basic_publish(&x, "other", "unrouted", None).unwrap();
     wait_count(&conn, &q, 2);
     assert_eq!(drain_bodies(&ch, &q), ["by-name", "by-key"]);
 
     ch.queue_unbind(&q, &x, QueueBindOptions::default()).unwrap();
-    ch.basic_publish(&x, &q, "by-name-after-unbind", Default::default()).unwrap();
-    ch.basic_publish(&x, "explicit", "by-key-2", Default::default()).unwrap();
+    ch.basic_publish(&x, &q, "by-name-after-unbind", None).unwrap();
+    ch.basic_publish(&x, "explicit", "by-key-2", None).unwrap();
     wait_count(&conn, &q, 1);
     assert_eq!(drain_bodies(&ch, &q), ["by-key-2"]);
     ch.queue_unbind(&q, &x, QueueBindOptions::default().routing_key("explicit")).unwrap();
-    ch.basic_publish(&x, "explicit", "by-key-3", Default::default()).unwrap();
+    ch.basic_publish(&x, "explicit", "by-key-3", None).unwrap();
     // A publish after it on the same channel arrives after it: nothing else came.
-    ch.basic_publish("", &q, "marker", Default::default()).unwrap();
+    ch.basic_publish("", &q, "marker", None).unwrap();
     wait_count(&conn, &q, 1);
     assert_eq!(drain_bodies(&ch, &q), ["marker"]);
 }
@@ -347,8 +347,8 @@ fn queue_delete_returns_the_count_and_honours_if_empty_and_if_unused() {
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "qdelete");
-    ch.basic_publish("", &q, "a", Default::default()).unwrap();
-    ch.basic_publish("", &q, "b", Default::default()).unwrap();
+    ch.basic_publish("", &q, "a", None).unwrap();
+    ch.basic_publish("", &q, "b", None).unwrap();
     wait_count(&conn, &q, 2);
 
     let err = ch.queue_delete(&q, QueueDeleteOptions::default().if_empty(true)).unwrap_err();
@@ -406,7 +406,7 @@ fn mandatory_unroutable_publish_is_returned_to_the_return_callback_at_the_next_d
 fn publishing_to_a_missing_exchange_without_confirms_closes_the_channel_and_later_calls_see_it_closed() {
     let conn = connect("ch-publish-404");
     let ch = conn.channel().unwrap();
-    ch.basic_publish(&unique("no-exchange"), "rk", "x", Default::default()).expect("returns after the flush");
+    ch.basic_publish(&unique("no-exchange"), "rk", "x", None).expect("returns after the flush");
     // process_data_events does not raise a channel close (pika #1452).
     let deadline = Instant::now() + Duration::from_secs(5);
     while ch.is_open() {
@@ -458,8 +458,8 @@ fn nack_without_requeue_drops_and_with_requeue_redelivers() {
     let conn = connect("ch-nack");
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch);
-    ch.basic_publish("", &q, "dropped", Default::default()).unwrap();
-    ch.basic_publish("", &q, "kept", Default::default()).unwrap();
+    ch.basic_publish("", &q, "dropped", None).unwrap();
+    ch.basic_publish("", &q, "kept", None).unwrap();
     wait_count(&conn, &q, 2);
     let (m, _, _) = ch.basic_get(&q, false).unwrap().unwrap();
     ch.basic_nack(m.delivery_tag, false, false).unwrap();
@@ -494,7 +494,7 @@ fn ack_multiple_acknowledges_everything_up_to_the_tag() {
 
     // basic_ack(0, multiple=true) acks all outstanding.
     for i in 0..3 {
-        ch.basic_publish("", &q, format!("n{i}"), Default::default()).unwrap();
+        ch.basic_publish("", &q, format!("n{i}"), None).unwrap();
     }
     wait_count(&conn, &q, 3);
     for _ in 0..3 {
@@ -557,8 +557,8 @@ fn basic_recover_with_requeue_redelivers_unacked_messages() {
     let conn = connect("ch-recover");
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch);
-    ch.basic_publish("", &q, "a", Default::default()).unwrap();
-    ch.basic_publish("", &q, "b", Default::default()).unwrap();
+    ch.basic_publish("", &q, "a", None).unwrap();
+    ch.basic_publish("", &q, "b", None).unwrap();
     let seen = Rc::new(RefCell::new(Vec::new()));
     let s = seen.clone();
     ch.basic_consume(
@@ -588,9 +588,9 @@ fn transactions_deliver_committed_and_discard_rolled_back_publishes() {
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch);
     ch.tx_select().unwrap();
-    ch.basic_publish("", &q, "rolled-back", Default::default()).unwrap();
+    ch.basic_publish("", &q, "rolled-back", None).unwrap();
     ch.tx_rollback().unwrap();
-    ch.basic_publish("", &q, "committed", Default::default()).unwrap();
+    ch.basic_publish("", &q, "committed", None).unwrap();
     assert_eq!(message_count(&conn, &q), 0, "nothing before commit");
     ch.tx_commit().unwrap();
     assert_eq!(message_count(&conn, &q), 1);
@@ -618,7 +618,7 @@ fn confirm_delivery_acks_routable_publishes_and_raises_unroutable_for_mandatory_
         r.set(r.get() + 1);
         Ok(())
     });
-    ch.basic_publish("", &q, "confirmed", Default::default()).expect("acked");
+    ch.basic_publish("", &q, "confirmed", None).expect("acked");
     assert_eq!(message_count(&conn, &q), 1, "confirmed means enqueued");
 
     let rk = unique("nowhere");
@@ -637,13 +637,13 @@ fn confirm_delivery_acks_routable_publishes_and_raises_unroutable_for_mandatory_
     assert_eq!(m.properties.content_type.as_deref(), Some("text/plain"));
     assert!(ch.is_open(), "an UnroutableError leaves the channel open");
     // Not mandatory: acked and dropped, no error.
-    ch.basic_publish("", &rk, "dropped", Default::default()).expect("acked");
+    ch.basic_publish("", &rk, "dropped", None).expect("acked");
     // The return callback also fires, at the next dispatch point.
     pump_until(&conn, "the return callback", Duration::from_secs(5), || returned.get() >= 1);
     assert_eq!(returned.get(), 1);
 
     // A missing exchange: the close comes from basic_publish itself.
-    let err = ch.basic_publish(&unique("no-exchange"), "rk", "x", Default::default()).unwrap_err();
+    let err = ch.basic_publish(&unique("no-exchange"), "rk", "x", None).unwrap_err();
     assert!(matches!(err, Error::ChannelClosedByBroker { reply_code: 404, .. }), "{err:?}");
     assert!(ch.is_closed());
     assert!(conn.is_open());
@@ -680,14 +680,14 @@ fn a_full_reject_publish_queue_nacks_the_publish_with_nack_error() {
         .unwrap()
         .queue;
     ch.confirm_delivery().unwrap();
-    ch.basic_publish("", &q, "fits", Default::default()).expect("first is acked");
-    let err = ch.basic_publish("", &q, "overflows", Default::default()).unwrap_err();
+    ch.basic_publish("", &q, "fits", None).expect("first is acked");
+    let err = ch.basic_publish("", &q, "overflows", None).unwrap_err();
     let Error::NackError(messages) = &err else { panic!("expected NackError, got {err:?}") };
     assert!(messages.is_empty(), "no return for a nack without mandatory: {messages:?}");
     assert!(ch.is_open());
     assert_eq!(message_count(&conn, &q), 1);
     assert_eq!(drain_bodies(&ch, &q), ["fits"]);
-    ch.basic_publish("", &q, "fits again", Default::default()).expect("room again");
+    ch.basic_publish("", &q, "fits again", None).expect("room again");
 }
 
 #[test]
@@ -695,12 +695,11 @@ fn publish_nowait_pipelines_a_thousand_publishes_confirmed_in_sequence_order() {
     let conn = connect("ch-pipeline");
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch);
-    assert_eq!(ch.publish_nowait("", &q, "no confirms", Default::default()).unwrap(), 0);
+    assert_eq!(ch.publish_nowait("", &q, "no confirms", None).unwrap(), 0);
     ch.queue_purge(&q).unwrap();
     ch.confirm_delivery().unwrap();
     assert!(ch.wait_for_confirms(Some(1.0)).unwrap().is_empty(), "nothing pending");
-    let seqs: Vec<u64> =
-        (0..1000).map(|i| ch.publish_nowait("", &q, format!("m{i}"), Default::default()).unwrap()).collect();
+    let seqs: Vec<u64> = (0..1000).map(|i| ch.publish_nowait("", &q, format!("m{i}"), None).unwrap()).collect();
     assert_eq!(seqs, (1..=1000).collect::<Vec<u64>>());
     let outcomes = ch.wait_for_confirms(Some(30.0)).unwrap();
     assert_eq!(outcomes.len(), 1000);
@@ -710,7 +709,7 @@ fn publish_nowait_pipelines_a_thousand_publishes_confirmed_in_sequence_order() {
     }
     assert_eq!(message_count(&conn, &q), 1000);
     assert!(ch.wait_for_confirms(Some(0.0)).unwrap().is_empty());
-    assert_eq!(ch.publish_nowait("", &q, "next", Default::default()).unwrap(), 1001);
+    assert_eq!(ch.publish_nowait("", &q, "next", None).unwrap(), 1001);
     let outcomes = ch.wait_for_confirms(Some(10.0)).unwrap();
     assert_eq!(outcomes.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1001]);
     // Error::Timeout needs a broker that withholds confirms, which the real
@@ -895,7 +894,7 @@ fn stop_consuming_with_a_tag_cancels_one_consumer_and_without_cancels_all() {
     let qa = declare_queue(&ch, &mut cleanup, "stop-a");
     let qb = declare_queue(&ch, &mut cleanup, "stop-b");
     for i in 0..3 {
-        ch.basic_publish("", &qa, format!("a{i}"), Default::default()).unwrap();
+        ch.basic_publish("", &qa, format!("a{i}"), None).unwrap();
     }
     wait_count(&conn, &qa, 3);
     let log = Rc::new(RefCell::new(Vec::new()));
@@ -908,7 +907,7 @@ fn stop_consuming_with_a_tag_cancels_one_consumer_and_without_cancels_all() {
                 la.borrow_mut().push(text(body));
                 ch.stop_consuming(Some(&m.consumer_tag))?;
                 ch.basic_ack(m.delivery_tag, false)?;
-                ch.basic_publish("", &qb2, "b0", Default::default())
+                ch.basic_publish("", &qb2, "b0", None)
             },
             BasicConsumeOptions::default(),
         )
@@ -976,7 +975,7 @@ fn consume_iterator_yields_messages_then_none_on_inactivity_and_ends_on_cancel()
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
 
     // A message in the buffer goes back to the queue on cancel().
-    ch.basic_publish("", &q, "m3", Default::default()).unwrap();
+    ch.basic_publish("", &q, "m3", None).unwrap();
     wait_count(&conn, &q, 0);
     ch.flow(true).unwrap();
     assert_eq!(ch.get_waiting_message_count(), 1);
@@ -1017,7 +1016,7 @@ fn consume_iterator_with_a_given_consumer_tag_uses_it() {
     let conn = connect("ch-consume-tag");
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch);
-    ch.basic_publish("", &q, "x", Default::default()).unwrap();
+    ch.basic_publish("", &q, "x", None).unwrap();
     let mut it =
         ch.consume(&q, ConsumeOptions::default().auto_ack(true).inactivity_timeout(5.0).consumer_tag("gen-tag"));
     let (m, _, _) = it.next().unwrap().unwrap().expect("x");
@@ -1076,11 +1075,11 @@ fn closing_a_channel_cancels_its_consumers_and_leaves_the_connection_open() {
     assert!(conn.is_open());
     let err = ch.close().unwrap_err();
     assert!(matches!(err, Error::ChannelWrongStateError(_)), "{err:?}");
-    let err = ch.basic_publish("", &q, "x", Default::default()).unwrap_err();
+    let err = ch.basic_publish("", &q, "x", None).unwrap_err();
     assert!(matches!(err, Error::ChannelWrongStateError(_)), "{err:?}");
     // The connection goes on.
     let ch2 = conn.channel().unwrap();
-    ch2.basic_publish("", &q, "still works", Default::default()).unwrap();
+    ch2.basic_publish("", &q, "still works", None).unwrap();
     wait_count(&conn, &q, 1);
 }
 
@@ -1137,7 +1136,7 @@ fn overlong_short_strings_are_refused_locally_and_the_channel_stays_usable() {
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch);
     let long = "k".repeat(256);
-    let err = ch.basic_publish("", &long, "x", Default::default()).unwrap_err();
+    let err = ch.basic_publish("", &long, "x", None).unwrap_err();
     assert!(matches!(err, Error::Protocol(_)), "routing key over 255 bytes: {err:?}");
     let headers = FieldTable::from([(long.as_str(), 1)]);
     let props = BasicProperties::default().headers(headers);
@@ -1147,12 +1146,12 @@ fn overlong_short_strings_are_refused_locally_and_the_channel_stays_usable() {
     assert!(matches!(err, Error::Protocol(_)), "queue name over 255 bytes: {err:?}");
     // Nothing half-written went out: the channel and connection work.
     assert!(ch.is_open() && conn.is_open());
-    ch.basic_publish("", &q, "fine", Default::default()).unwrap();
+    ch.basic_publish("", &q, "fine", None).unwrap();
     assert_eq!(ch.basic_get(&q, true).unwrap().expect("message").2, b"fine");
     // In confirm mode a refused publish does not use up a sequence number.
     ch.confirm_delivery().unwrap();
-    assert!(ch.publish_nowait("", &long, "x", Default::default()).is_err());
-    assert_eq!(ch.publish_nowait("", &q, "one", Default::default()).unwrap(), 1);
+    assert!(ch.publish_nowait("", &long, "x", None).is_err());
+    assert_eq!(ch.publish_nowait("", &q, "one", None).unwrap(), 1);
     let outcomes = ch.wait_for_confirms(Some(10.0)).unwrap();
     assert_eq!(outcomes.len(), 1);
     assert_eq!(outcomes[0].0, 1);
@@ -1164,12 +1163,12 @@ fn an_empty_queue_name_means_the_channels_last_server_named_queue() {
     let conn = connect("ch-last-queue");
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch);
-    ch.basic_publish("", &q, "x", Default::default()).unwrap();
+    ch.basic_publish("", &q, "x", None).unwrap();
     let (m, _, body) = ch.basic_get("", true).unwrap().expect("from the last declared queue");
     assert_eq!(body, b"x");
     assert_eq!(m.routing_key, q);
     ch.queue_bind("", "amq.fanout", QueueBindOptions::default()).unwrap();
-    ch.basic_publish("amq.fanout", "", "via fanout", Default::default()).unwrap();
+    ch.basic_publish("amq.fanout", "", "via fanout", None).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let body = loop {
         if let Some((_, _, b)) = ch.basic_get(&q, true).unwrap() {
@@ -1223,7 +1222,7 @@ fn timers_fire_while_the_consume_iterator_waits() {
     let q2 = q.clone();
     conn.call_later(0.1, move |_| {
         f.set(true);
-        ch2.basic_publish("", &q2, "from timer", Default::default())
+        ch2.basic_publish("", &q2, "from timer", None)
     })
     .unwrap();
     let mut it = ch.consume(&q, ConsumeOptions::default().auto_ack(true).inactivity_timeout(5.0));

@@ -18,7 +18,7 @@ fn confirming_each_publish_one_at_a_time_puts_all_500_messages_in_the_queue() {
     let started = Instant::now();
     for i in 0..500 {
         // In confirm mode basic_publish returns only once this message is acked.
-        ch.basic_publish("", &q, format!("m{i}"), Default::default())
+        ch.basic_publish("", &q, format!("m{i}"), None)
             .unwrap_or_else(|e| panic!("publish {i} was not confirmed: {e}"));
     }
     let elapsed = started.elapsed();
@@ -43,7 +43,7 @@ fn confirming_in_batches_of_100_resolves_every_publish_ok_with_contiguous_sequen
     for batch in 0..5 {
         let mut seqs = Vec::new();
         for i in 0..100 {
-            seqs.push(ch.publish_nowait("", &q, format!("b{batch}m{i}"), Default::default()).unwrap());
+            seqs.push(ch.publish_nowait("", &q, format!("b{batch}m{i}"), None).unwrap());
         }
         let expected: Vec<u64> = (next_expected..next_expected + 100).collect();
         assert_eq!(seqs, expected, "publish_nowait numbers publishes 1, 2, 3, ... per channel");
@@ -113,7 +113,7 @@ fn polling_wait_for_confirms_with_zero_timeout_while_publishing_resolves_every_p
         }
     };
     for i in 0..N {
-        let seq = ch.publish_nowait("", &q, format!("m{i}"), Default::default()).unwrap();
+        let seq = ch.publish_nowait("", &q, format!("m{i}"), None).unwrap();
         assert!(outstanding.insert(seq));
         if i % 25 == 24 {
             polls += 1;
@@ -140,7 +140,7 @@ fn wait_for_confirms_with_zero_timeout_after_the_broker_confirmed_returns_the_ou
     let q = declare_queue(&ch, &mut cleanup, "confirms-poll");
     ch.confirm_delivery().unwrap();
     for i in 0..10 {
-        ch.publish_nowait("", &q, format!("m{i}"), Default::default()).unwrap();
+        ch.publish_nowait("", &q, format!("m{i}"), None).unwrap();
     }
     // Give the broker time to confirm, while servicing the connection.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -168,10 +168,10 @@ fn outcome_of_a_pipelined_publish_is_kept_for_wait_for_confirms_when_a_blocking_
     let lost = ch
         .publish_nowait("", &unique("no-such-queue"), "unroutable", BasicPublishOptions::default().mandatory(true))
         .unwrap();
-    let fine = ch.publish_nowait("", &q, "routed", Default::default()).unwrap();
+    let fine = ch.publish_nowait("", &q, "routed", None).unwrap();
     // basic_publish waits for its own confirm only; the two outcomes before
     // it belong to whoever waits for them.
-    ch.basic_publish("", &q, "blocking", Default::default()).unwrap();
+    ch.basic_publish("", &q, "blocking", None).unwrap();
     let outcomes = ch.wait_for_confirms(Some(5.0)).unwrap();
     let seqs: Vec<u64> = outcomes.iter().map(|(s, _)| *s).collect();
     assert_eq!(seqs, [lost, fine], "the pipelined publishes' outcomes: {outcomes:?}");
@@ -188,10 +188,10 @@ fn broker_closing_the_channel_mid_batch_resolves_the_pending_publishes_with_the_
     ch.confirm_delivery().unwrap();
     let mut seqs = Vec::new();
     for i in 0..3 {
-        seqs.push(ch.publish_nowait("", &q, format!("m{i}"), Default::default()).unwrap());
+        seqs.push(ch.publish_nowait("", &q, format!("m{i}"), None).unwrap());
     }
     // A missing exchange: the broker closes the channel with 404.
-    seqs.push(ch.publish_nowait(&unique("no-such-exchange"), "k", "lost", Default::default()).unwrap());
+    seqs.push(ch.publish_nowait(&unique("no-such-exchange"), "k", "lost", None).unwrap());
     let outcomes = match ch.wait_for_confirms(Some(5.0)) {
         Ok(outcomes) => outcomes,
         Err(e) => panic!("the outcomes, not {e:?}"),
@@ -203,6 +203,6 @@ fn broker_closing_the_channel_mid_batch_resolves_the_pending_publishes_with_the_
     }
     assert!(ch.is_closed());
     assert!(conn.is_open());
-    assert!(matches!(ch.publish_nowait("", &q, "late", Default::default()), Err(e) if e.is_channel_error()));
+    assert!(matches!(ch.publish_nowait("", &q, "late", None), Err(e) if e.is_channel_error()));
     assert_eq!(message_count(&conn, &q), 3, "the three routed publishes were acked before the close");
 }

@@ -56,7 +56,7 @@ fn tuned_values_default_to_the_brokers_and_client_heartbeat_and_frame_max_win() 
     let ch = conn.channel().unwrap();
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
     let body = vec![7u8; 8192 * 3 + 5];
-    ch.basic_publish("", &q, &body, Default::default()).unwrap();
+    ch.basic_publish("", &q, &body, None).unwrap();
     let (_, _, got) = ch.basic_get(&q, true).unwrap().expect("a message");
     assert_eq!(got, body);
     conn.close().unwrap();
@@ -93,7 +93,7 @@ fn channels_get_the_lowest_free_number_and_numbers_are_reused_after_close() {
     assert_eq!(c4.channel_number(), 4);
     // The reused number is a working channel on the broker.
     let q = again.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
-    again.basic_publish("", &q, "x", Default::default()).unwrap();
+    again.basic_publish("", &q, "x", None).unwrap();
     assert_eq!(message_count(&conn, &q), 1);
 }
 
@@ -166,7 +166,7 @@ fn process_data_events_with_zero_polls_and_a_time_limit_returns_early_on_a_dispa
         let conn = connect("conn-pde-publisher");
         let ch = conn.channel().unwrap();
         std::thread::sleep(Duration::from_millis(300));
-        ch.basic_publish("", &q2, "wake", Default::default()).unwrap();
+        ch.basic_publish("", &q2, "wake", None).unwrap();
         conn.close().unwrap();
     });
     let t = Instant::now();
@@ -331,7 +331,7 @@ fn update_secret_succeeds_and_the_connection_stays_usable() {
     assert!(conn.is_open());
     let ch = conn.channel().unwrap();
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
-    ch.basic_publish("", &q, "after rotation", Default::default()).unwrap();
+    ch.basic_publish("", &q, "after rotation", None).unwrap();
     assert_eq!(ch.basic_get(&q, true).unwrap().expect("message").2, b"after rotation");
     conn.close().unwrap();
     let err = conn.update_secret("guest", "closed").unwrap_err();
@@ -466,7 +466,7 @@ fn closing_the_connection_inside_a_consumer_callback_ends_start_consuming_normal
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "conn-close-in-callback");
-    ch.basic_publish("", &q, "bye", Default::default()).unwrap();
+    ch.basic_publish("", &q, "bye", None).unwrap();
     ch.basic_consume(&q, |ch, _, _, _| ch.connection().close(), BasicConsumeOptions::default()).unwrap();
     safety_timer(&conn, 15.0, "the consuming call");
     ch.start_consuming().expect("start_consuming returns normally");
@@ -494,7 +494,7 @@ fn heartbeats_keep_a_connection_serviced_by_sleep_alive() {
     conn.sleep(4.0).expect("sleep services heartbeats");
     assert!(conn.is_open());
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).expect("still alive").queue;
-    ch.basic_publish("", &q, "alive", Default::default()).unwrap();
+    ch.basic_publish("", &q, "alive", None).unwrap();
     assert_eq!(ch.basic_get(&q, true).unwrap().expect("message").2, b"alive");
 }
 
@@ -536,7 +536,7 @@ fn timers_and_threadsafe_callbacks_are_not_dispatched_during_another_blocking_ca
         })
         .unwrap();
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
-    ch.basic_publish("", &q, "x", Default::default()).unwrap();
+    ch.basic_publish("", &q, "x", None).unwrap();
     ch.basic_get(&q, true).unwrap().expect("message");
     assert!(log.borrow().is_empty(), "no timer during RPCs");
     assert!(rx.try_recv().is_err(), "no thread-safe callback during RPCs");
@@ -550,7 +550,7 @@ fn start_consuming_or_an_unbounded_process_data_events_inside_a_callback_is_a_re
     let conn = connect("conn-reentrancy");
     let ch = conn.channel().unwrap();
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
-    ch.basic_publish("", &q, "x", Default::default()).unwrap();
+    ch.basic_publish("", &q, "x", None).unwrap();
     let results = Rc::new(RefCell::new(Vec::new()));
     let r = results.clone();
     ch.basic_consume(
@@ -580,7 +580,7 @@ fn callbacks_never_nest_even_when_a_callback_makes_blocking_calls() {
     let ch = conn.channel().unwrap();
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
     for i in 0..3 {
-        ch.basic_publish("", &q, format!("{i}"), Default::default()).unwrap();
+        ch.basic_publish("", &q, format!("{i}"), None).unwrap();
     }
     let log = Rc::new(RefCell::new(Vec::new()));
     let l = log.clone();

@@ -79,7 +79,7 @@ fn i6_disk_alarm_blocks_confirm_wait_times_out_then_unblock_delivers_the_confirm
     ch.confirm_delivery().unwrap();
     let alarm = broker_ctl::set_disk_alarm();
     let published = Instant::now();
-    ch.publish_nowait("", &queue, "under alarm", Default::default()).unwrap();
+    ch.publish_nowait("", &queue, "under alarm", None).unwrap();
     let blocked_at = until_event(&conn, &seen, 1, Duration::from_secs(3));
     assert!(seen.borrow()[0].1.contains("disk"), "{:?}", seen.borrow());
     assert!(
@@ -131,7 +131,7 @@ fn i6_blocked_connection_timeout_closes_with_its_own_error() {
     let ch = conn.channel().unwrap();
     let queue = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
     let _alarm = broker_ctl::set_disk_alarm();
-    ch.basic_publish("", &queue, "under alarm", Default::default()).unwrap();
+    ch.basic_publish("", &queue, "under alarm", None).unwrap();
     let t = Instant::now();
     let err = loop {
         assert!(t.elapsed() < Duration::from_secs(5), "not closed 5 s into the block");
@@ -161,7 +161,7 @@ fn i6_close_while_blocked_returns_within_the_close_timeout() {
         let seen = watch_blocking(&conn);
         let ch = conn.channel().unwrap();
         let queue = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
-        ch.basic_publish("", &queue, "under alarm", Default::default()).unwrap();
+        ch.basic_publish("", &queue, "under alarm", None).unwrap();
         until_event(&conn, &seen, 1, Duration::from_secs(3));
         let t = Instant::now();
         let r = conn.close();
@@ -187,7 +187,7 @@ fn i6_memory_alarm_blocks_with_its_reason() {
     let ch = conn.channel().unwrap();
     let queue = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
     let alarm = broker_ctl::set_memory_alarm();
-    ch.basic_publish("", &queue, "under alarm", Default::default()).unwrap();
+    ch.basic_publish("", &queue, "under alarm", None).unwrap();
     until_event(&conn, &seen, 1, Duration::from_secs(5));
     assert!(seen.borrow()[0].1.contains("memory"), "{:?}", seen.borrow());
     drop(alarm);

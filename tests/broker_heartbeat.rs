@@ -25,7 +25,7 @@ fn idle_connection_kept_in_sleep_with_heartbeat_two_stays_open_and_usable() {
     conn.sleep(8.0).unwrap();
     assert!(conn.is_open());
     assert!(connection_pid(test).is_some(), "the broker still lists the connection");
-    ch.basic_publish("", &q, "still here", Default::default()).unwrap();
+    ch.basic_publish("", &q, "still here", None).unwrap();
     let (_, _, body) = ch.basic_get(&q, true).unwrap().expect("the message");
     assert_eq!(body, b"still here");
 }
@@ -51,7 +51,7 @@ fn callback_that_blocks_longer_than_two_heartbeat_intervals_makes_start_consumin
     let conn = connect_with(params(test).heartbeat(HEARTBEAT));
     let ch = conn.channel().unwrap();
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
-    ch.basic_publish("", &q, "slow job", Default::default()).unwrap();
+    ch.basic_publish("", &q, "slow job", None).unwrap();
     ch.basic_consume(
         &q,
         |ch, method, _props, _body| {
@@ -74,7 +74,7 @@ fn long_job_in_a_worker_thread_acked_through_add_callback_threadsafe_keeps_the_c
     let conn = connect_with(params(test).heartbeat(HEARTBEAT));
     let ch = conn.channel().unwrap();
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
-    ch.basic_publish("", &q, "slow job", Default::default()).unwrap();
+    ch.basic_publish("", &q, "slow job", None).unwrap();
     let handle = conn.threadsafe_handle();
     let number = ch.channel_number();
     let worker: std::rc::Rc<std::cell::RefCell<Option<std::thread::JoinHandle<pikars::Result<()>>>>> =
@@ -115,7 +115,7 @@ fn long_callback_that_calls_process_data_events_in_slices_keeps_the_connection_a
     let conn = connect_with(params(test).heartbeat(HEARTBEAT));
     let ch = conn.channel().unwrap();
     let q = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
-    ch.basic_publish("", &q, "slow job", Default::default()).unwrap();
+    ch.basic_publish("", &q, "slow job", None).unwrap();
     ch.basic_consume(
         &q,
         |ch, method, _props, _body| {

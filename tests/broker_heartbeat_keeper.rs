@@ -23,7 +23,7 @@ fn slow_worker(test: &str, keeper: bool) -> (usize, pikars::Result<()>, String, 
         let ch = setup.channel().unwrap();
         let q = declare_queue(&ch, &mut cleanup, test);
         for i in 0..3 {
-            ch.basic_publish("", &q, format!("task {i}"), Default::default()).unwrap();
+            ch.basic_publish("", &q, format!("task {i}"), None).unwrap();
         }
         q
     };

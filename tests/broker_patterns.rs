@@ -104,7 +104,7 @@ fn three_workers_on_one_queue_each_get_every_third_message_in_round_robin() {
         ready_rx.recv_timeout(Duration::from_secs(10)).expect("worker registered its consumer");
     }
     for i in 0..9 {
-        ch.basic_publish("", &q, format!("{i}"), Default::default()).unwrap();
+        ch.basic_publish("", &q, format!("{i}"), None).unwrap();
     }
     let results: Vec<Vec<usize>> = workers
         .into_iter()
@@ -132,7 +132,7 @@ fn prefetch_one_gives_no_second_message_to_a_busy_worker_while_another_drains_th
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "fair-dispatch");
     for i in 0..N {
-        ch.basic_publish("", &q, format!("task{i}"), Default::default()).unwrap();
+        ch.basic_publish("", &q, format!("task{i}"), None).unwrap();
     }
 
     // The slow worker takes one task and holds it unacked until told.
@@ -248,7 +248,7 @@ fn fanout_exchange_gives_every_message_to_every_bound_queue() {
     let publisher = connect("patterns-fanout-publisher");
     let pch = publisher.channel().unwrap();
     for i in 0..5 {
-        pch.basic_publish(&x, "ignored-by-fanout", format!("log{i}"), Default::default()).unwrap();
+        pch.basic_publish(&x, "ignored-by-fanout", format!("log{i}"), None).unwrap();
     }
     safety_timer(&conn, 10.0, "fanout consumer");
     ch.start_consuming().unwrap();
@@ -287,10 +287,10 @@ fn direct_exchange_routes_each_severity_only_to_the_queues_bound_to_it() {
     let pch = conn.channel().unwrap();
     pch.confirm_delivery().unwrap();
     for severity in ["info", "error", "warning", "info", "error"] {
-        pch.basic_publish(&x, severity, format!("message for {severity:?}"), Default::default()).unwrap();
+        pch.basic_publish(&x, severity, format!("message for {severity:?}"), None).unwrap();
     }
     // A severity nobody is bound to is dropped (and returned if mandatory).
-    pch.basic_publish(&x, "debug", "message for \"debug\"", Default::default()).unwrap();
+    pch.basic_publish(&x, "debug", "message for \"debug\"", None).unwrap();
     let unroutable =
         pch.basic_publish(&x, "debug", "message for \"debug\"", BasicPublishOptions::default().mandatory(true));
     assert!(matches!(&unroutable, Err(Error::UnroutableError(m)) if m.len() == 1), "{unroutable:?}");
@@ -320,7 +320,7 @@ fn topic_exchange_matches_star_as_one_word_and_hash_as_zero_or_more_words() {
     pch.confirm_delivery().unwrap();
     let keys = ["kern.critical", "a.critical", "kern", "kern.x.y", "", "a.b", "critical"];
     for key in keys {
-        pch.basic_publish(&x, key, format!("message for {key:?}"), Default::default()).unwrap();
+        pch.basic_publish(&x, key, format!("message for {key:?}"), None).unwrap();
     }
 
     let got: Vec<Vec<String>> = queues.iter().map(|q| drain_keys(&ch, q)).collect();

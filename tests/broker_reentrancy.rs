@@ -60,7 +60,7 @@ fn queue_declare_inside_callback_returns_the_declared_queue() {
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-declare");
     let inner = cleanup.queue(&unique("declared-in-callback"));
-    ch.basic_publish("", &q, "go", Default::default()).unwrap();
+    ch.basic_publish("", &q, "go", None).unwrap();
     let declared: Rc<RefCell<Vec<(String, u32, u32)>>> = Rc::default();
     let declared2 = declared.clone();
     let inner2 = inner.clone();
@@ -101,7 +101,7 @@ fn deliveries_arriving_during_an_rpc_inside_a_callback_are_dispatched_after_it_r
     // wire (the queue hands it to our channel before answering), so the next
     // delivery has certainly arrived while the callback was in an RPC.
     ch.confirm_delivery().unwrap();
-    ch.basic_publish("", &q, "0", Default::default()).unwrap();
+    ch.basic_publish("", &q, "0", None).unwrap();
     let log: Log = Rc::default();
     let log2 = log.clone();
     let q2 = q.clone();
@@ -111,7 +111,7 @@ fn deliveries_arriving_during_an_rpc_inside_a_callback_are_dispatched_after_it_r
             let i: usize = text(body).parse().map_err(Error::from_callback)?;
             log2.borrow_mut().push(format!("start{i}"));
             if i + 1 < N {
-                ch.basic_publish("", &q2, (i + 1).to_string(), Default::default())?;
+                ch.basic_publish("", &q2, (i + 1).to_string(), None)?;
                 let mut rounds = 0;
                 while ch.queue_declare(&q2, QueueDeclareOptions::default().passive(true))?.message_count > 0 {
                     rounds += 1;
@@ -141,7 +141,7 @@ fn deliveries_queued_before_a_callback_are_not_dispatched_by_rpcs_it_makes() {
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-queued");
     for i in 0..N {
-        ch.basic_publish("", &q, i.to_string(), Default::default()).unwrap();
+        ch.basic_publish("", &q, i.to_string(), None).unwrap();
     }
     let log: Log = Rc::default();
     let log2 = log.clone();
@@ -248,7 +248,7 @@ fn io_error_returned_with_question_mark_inside_a_callback_comes_out_of_start_con
     let conn = connect("reentrancy-from-callback");
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-io");
-    ch.basic_publish("", &q, "payload", Default::default()).unwrap();
+    ch.basic_publish("", &q, "payload", None).unwrap();
     let missing = format!("/nonexistent/{}", unique("file"));
     ch.basic_consume(
         &q,
@@ -306,7 +306,7 @@ fn process_data_events_inside_a_callback_does_io_only_and_refuses_to_block_forev
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-pde");
     for i in 0..3 {
-        ch.basic_publish("", &q, i.to_string(), Default::default()).unwrap();
+        ch.basic_publish("", &q, i.to_string(), None).unwrap();
     }
     let log: Log = Rc::default();
     let log2 = log.clone();
@@ -420,9 +420,9 @@ fn basic_consume_inside_a_callback_registers_a_consumer_dispatched_after_the_cal
     let ch = conn.channel().unwrap();
     let first = declare_queue(&ch, &mut cleanup, "reentrancy-first");
     let second = declare_queue(&ch, &mut cleanup, "reentrancy-second");
-    ch.basic_publish("", &first, "first", Default::default()).unwrap();
+    ch.basic_publish("", &first, "first", None).unwrap();
     for i in 0..3 {
-        ch.basic_publish("", &second, format!("second{i}"), Default::default()).unwrap();
+        ch.basic_publish("", &second, format!("second{i}"), None).unwrap();
     }
     let log: Log = Rc::default();
     let (log1, second2) = (log.clone(), second.clone());
@@ -475,9 +475,9 @@ fn cancelling_another_consumer_inside_a_callback_requeues_its_queued_deliveries_
     let ch = conn.channel().unwrap();
     let a = declare_queue(&ch, &mut cleanup, "reentrancy-a");
     let b = declare_queue(&ch, &mut cleanup, "reentrancy-b");
-    ch.basic_publish("", &a, "a0", Default::default()).unwrap();
+    ch.basic_publish("", &a, "a0", None).unwrap();
     for i in 0..3 {
-        ch.basic_publish("", &b, format!("b{i}"), Default::default()).unwrap();
+        ch.basic_publish("", &b, format!("b{i}"), None).unwrap();
     }
     let log: Log = Rc::default();
     let tag_b: Rc<RefCell<String>> = Rc::default();
@@ -570,7 +570,7 @@ fn basic_get_inside_a_callback_returns_the_message_of_another_queue() {
     let ch = conn.channel().unwrap();
     let q = declare_queue(&ch, &mut cleanup, "reentrancy-get-trigger");
     let other = declare_queue(&ch, &mut cleanup, "reentrancy-get-other");
-    ch.basic_publish("", &other, "fetched inside", Default::default()).unwrap();
+    ch.basic_publish("", &other, "fetched inside", None).unwrap();
     publish_numbered(&ch, &q, 3);
     let log: Log = Rc::default();
     let (log2, other2) = (log.clone(), other.clone());

@@ -10,7 +10,7 @@ fn published_message_is_fetched_back_with_basic_get() {
     let ch = conn.channel().unwrap();
     let mut cleanup = Cleanup::default();
     let q = declare_queue(&ch, &mut cleanup, "smoke-get");
-    ch.basic_publish("", &q, "hello", Default::default()).unwrap();
+    ch.basic_publish("", &q, "hello", None).unwrap();
     let (method, _props, body) = ch.basic_get(&q, false).unwrap().expect("a message");
     assert_eq!(body, b"hello");
     assert_eq!(method.routing_key, q);

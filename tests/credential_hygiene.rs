@@ -254,7 +254,7 @@ fn a_whole_session_with_the_sentinel_password_logs_nothing_secret() {
     let connection = BlockingConnection::new(params).expect("the sentinel user connects");
     let channel = connection.channel().unwrap();
     let queue = channel.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
-    channel.basic_publish("", &queue, "hello", Default::default()).unwrap();
+    channel.basic_publish("", &queue, "hello", None).unwrap();
     let (_, _, body) = channel.basic_get(&queue, true).unwrap().expect("the message published");
     assert_eq!(body, b"hello");
 

@@ -308,7 +308,7 @@ fn malformed(name: &str, bad: Vec<u8>, codes: &[u16]) {
             },
             Blocked::Confirms => {
                 ch.confirm_delivery().unwrap();
-                ch.publish_nowait("", "q", "x", Default::default()).unwrap();
+                ch.publish_nowait("", "q", "x", None).unwrap();
                 match ch.wait_for_confirms(Some(3.0)) {
                     Err(e) => Err(e),
                     // The publish lost with the connection carries the error.
@@ -808,7 +808,7 @@ fn s10_out_of_order_acks_and_nacks_resolve_each_publish_exactly_once() {
     let ch = conn.channel().unwrap();
     ch.confirm_delivery().unwrap();
     for i in 1..=10u64 {
-        assert_eq!(ch.publish_nowait("", "q", format!("m{i}"), Default::default()).unwrap(), i);
+        assert_eq!(ch.publish_nowait("", "q", format!("m{i}"), None).unwrap(), i);
     }
     let outcomes = ch.wait_for_confirms(Some(3.0)).unwrap();
     let seqs: Vec<u64> = outcomes.iter().map(|(s, _)| *s).collect();
@@ -839,7 +839,7 @@ fn s10_ack_for_a_never_published_tag_is_a_connection_error() {
     let conn = connect(addr);
     let ch = conn.channel().unwrap();
     ch.confirm_delivery().unwrap();
-    ch.publish_nowait("", "q", "m1", Default::default()).unwrap();
+    ch.publish_nowait("", "q", "m1", None).unwrap();
     let r = ch.wait_for_confirms(Some(3.0));
     let failed_at = Instant::now();
     let (sent_at, frames, eof) = fake.join();
@@ -1136,7 +1136,7 @@ fn s8_blocked_connection_timeout_fires_while_a_publish_is_stuck_in_write() {
     conn.process_data_events(Some(2.0)).unwrap();
     let blocked_at = Instant::now();
     assert!(conn.is_blocked());
-    let r = ch.basic_publish("", "q", vec![0u8; 24 << 20], Default::default());
+    let r = ch.basic_publish("", "q", vec![0u8; 24 << 20], None);
     let failed_at = Instant::now();
     assert!(matches!(r, Err(Error::ConnectionBlockedTimeout(_))), "{r:?}");
     // Up to 1.0 s: the measured window also encodes (and first touches) the
@@ -1178,7 +1178,7 @@ fn a_reset_connection_is_stream_lost_with_the_io_error_as_its_source() {
     });
     let conn = connect(addr);
     let ch = conn.channel().unwrap();
-    ch.basic_publish("", "q", "x", Default::default()).unwrap();
+    ch.basic_publish("", "q", "x", None).unwrap();
     fake.join();
     let err = conn.process_data_events(Some(5.0)).unwrap_err();
     let Error::StreamLostError(cause) = &err else { panic!("got {err:?}") };

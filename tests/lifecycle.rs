@@ -100,7 +100,7 @@ fn assert_wrong_state_item<T: Debug>(item: Option<Result<T>>, what: &str) {
 /// Publishes to an exchange that does not exist: RabbitMQ closes the
 /// channel with 404 NOT_FOUND (after the call returned, without confirms).
 fn publish_to_missing_exchange(ch: &BlockingChannel) -> Result<()> {
-    ch.basic_publish(&unique("missing-exchange"), "k", "lost", Default::default())
+    ch.basic_publish(&unique("missing-exchange"), "k", "lost", None)
 }
 
 // ----- fake broker ---------------------------------------------------------
@@ -185,7 +185,7 @@ fn consume_one(test: &str, callback: impl Fn(&BlockingChannel, u64) -> Result<()
     let conn = connect(test);
     let ch = conn.channel().unwrap();
     let q = exclusive_queue(&ch, test);
-    ch.basic_publish("", &q, "m0", Default::default()).unwrap();
+    ch.basic_publish("", &q, "m0", None).unwrap();
     let calls = Rc::new(Cell::new(0));
     let c = calls.clone();
     ch.basic_consume(
@@ -286,7 +286,7 @@ fn start_consuming_returns_channel_closed_by_broker_while_heartbeats_flow() {
 
 /// Publishes on `other` to `q` and takes the message back: `other` works.
 fn round_trip(other: &BlockingChannel, q: &str, body: &str) {
-    other.basic_publish("", q, body, Default::default()).unwrap_or_else(|e| panic!("publish {body}: {e:?}"));
+    other.basic_publish("", q, body, None).unwrap_or_else(|e| panic!("publish {body}: {e:?}"));
     let got = other.basic_get(q, true).unwrap_or_else(|e| panic!("basic_get {body}: {e:?}"));
     let (_, _, got) = got.unwrap_or_else(|| panic!("basic_get {body}: queue empty"));
     assert_eq!(text(&got), body);
@@ -676,14 +676,14 @@ fn a_publish_inside_a_consumer_callback_reaches_the_broker_before_the_callback_r
         let ch = conn.channel().unwrap();
         let input = exclusive_queue(&ch, test);
         let output = declare_queue(&ch, &mut cleanup, test);
-        ch.basic_publish("", &input, "go", Default::default()).unwrap();
+        ch.basic_publish("", &input, "go", None).unwrap();
         let (seen_rx, watcher) = watch_for_message(test, &output);
         let outcome: Rc<Cell<Option<bool>>> = Rc::default();
         let o = outcome.clone();
         ch.basic_consume(
             &input,
             move |ch, _, _, _| {
-                ch.basic_publish("", &output, "from the callback", Default::default())?;
+                ch.basic_publish("", &output, "from the callback", None)?;
                 o.set(Some(seen_rx.recv_timeout(SEEN_WITHIN).is_ok()));
                 ch.stop_consuming(None)
             },
@@ -757,7 +757,7 @@ fn a_publish_inside_a_call_later_callback_reaches_the_broker_before_the_callback
         let o = outcome.clone();
         let timer_ch = ch.clone();
         conn.call_later(0.05, move |_| {
-            timer_ch.basic_publish("", &output, "from the timer", Default::default())?;
+            timer_ch.basic_publish("", &output, "from the timer", None)?;
             o.set(Some(seen_rx.recv_timeout(SEEN_WITHIN).is_ok()));
             Ok(())
         })
@@ -794,7 +794,7 @@ fn the_heartbeat_keeper_keeps_a_prefetch_1000_consumer_with_a_3_second_callback_
             for i in 0..N {
                 let mut body = format!("{i:08}").into_bytes();
                 body.resize(SIZE, b'.');
-                ch.basic_publish("", &q, body, Default::default()).unwrap();
+                ch.basic_publish("", &q, body, None).unwrap();
             }
             common::wait_until(&format!("{N} messages ready"), Duration::from_secs(20), || {
                 message_count(&setup, &q) == N as u32
@@ -883,7 +883,7 @@ fn the_channel_cancel_callback_does_not_run_for_the_broker_cancel_of_the_consume
         let conn = connect(test);
         let ch = conn.channel().unwrap();
         let q = declare_queue(&ch, &mut cleanup, test);
-        ch.basic_publish("", &q, "only", Default::default()).unwrap();
+        ch.basic_publish("", &q, "only", None).unwrap();
         let cancels = Rc::new(Cell::new(0));
         let c = cancels.clone();
         ch.add_on_cancel_callback(move |_| {

@@ -447,16 +447,16 @@ fn i4_publish_failing_on_write_is_not_reported_again_by_wait_for_confirms() {
     let ch = conn.channel().unwrap();
     let queue = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).unwrap().queue;
     ch.confirm_delivery().unwrap();
-    assert_eq!(ch.publish_nowait("", &queue, "one", Default::default()).unwrap(), 1);
+    assert_eq!(ch.publish_nowait("", &queue, "one", None).unwrap(), 1);
     assert!(ch.wait_for_confirms(Some(5.0)).unwrap()[0].1.is_ok());
     proxy.set_mode(Mode::Reset);
     // This one reaches the client's socket buffer: the proxy resets on it.
-    let two = ch.publish_nowait("", &queue, "two", Default::default());
+    let two = ch.publish_nowait("", &queue, "two", None);
     wait_until("the proxy's RST", Duration::from_secs(5), || proxy.is_dead(0));
     std::thread::sleep(Duration::from_millis(100));
     assert!(proxy.was_reset(0));
     // The next write hits the reset socket.
-    let three = ch.publish_nowait("", &queue, "three", Default::default());
+    let three = ch.publish_nowait("", &queue, "three", None);
     let outcomes = ch.wait_for_confirms(Some(5.0));
     eprintln!("i4-write-fails: two {two:?}, three {three:?}, then {outcomes:?}");
     let mut reported: Vec<u64> = two.iter().copied().collect();
@@ -486,7 +486,7 @@ fn p1_blackhole_detected_while_blocked_in_a_large_write() {
     proxy.set_mode(Mode::Blackhole);
     let started = Instant::now();
     // 32 MiB: far more than loopback socket buffers hold (about 10 MiB).
-    let r = ch.basic_publish("", &queue, vec![7u8; 32 << 20], Default::default());
+    let r = ch.basic_publish("", &queue, vec![7u8; 32 << 20], None);
     let took = started.elapsed();
     eprintln!("p1-large-write: {r:?} after {took:?}");
     let err = r.expect_err("a write into a partition must fail");
@@ -724,7 +724,7 @@ fn i7_queue_deleted_elsewhere_ends_the_consume_generator() {
     let conn = connect("i7-generator");
     let ch = conn.channel().unwrap();
     let queue = declare_queue(&ch, &mut cleanup, "i7g");
-    ch.basic_publish("", &queue, "one", Default::default()).unwrap();
+    ch.basic_publish("", &queue, "one", None).unwrap();
     let mut it = ch.consume(&queue, ConsumeOptions::default().auto_ack(true).inactivity_timeout(3.0));
     let first = it.next();
     assert!(matches!(first, Some(Ok(Some(_)))), "{first:?}");
@@ -800,8 +800,7 @@ fn p1_blackhole_fails_every_outstanding_confirm() {
     conn.sleep(1.0).unwrap();
     proxy.set_mode(Mode::Blackhole);
     let started = Instant::now();
-    let seqs: Vec<u64> =
-        (0..10).map(|i| ch.publish_nowait("", &queue, format!("m{i}"), Default::default()).unwrap()).collect();
+    let seqs: Vec<u64> = (0..10).map(|i| ch.publish_nowait("", &queue, format!("m{i}"), None).unwrap()).collect();
     let r = ch.wait_for_confirms(Some(10.0));
     let took = started.elapsed();
     let silent = proxy.last_write(0, Dir::Down).unwrap().elapsed();
@@ -833,7 +832,7 @@ fn p6_delayed_link_is_never_declared_dead() {
     let mut long_idles = 0;
     while t0.elapsed() < Duration::from_secs(60) {
         let body = format!("round {rounds}");
-        ch.basic_publish("", &queue, &body, Default::default()).unwrap_or_else(|e| panic!("round {rounds}: {e}"));
+        ch.basic_publish("", &queue, &body, None).unwrap_or_else(|e| panic!("round {rounds}: {e}"));
         let (_, _, got) = ch.basic_get(&queue, true).unwrap().expect("the message");
         assert_eq!(got, body.as_bytes());
         let idle = if t0.elapsed() > Duration::from_secs(8 + 20 * long_idles) {
@@ -867,7 +866,7 @@ fn round_trip(conn: &BlockingConnection, ch: &BlockingChannel, sizes: &[usize]) 
     for (i, &len) in sizes.iter().enumerate() {
         let body = pattern(len, i as u8);
         let t = Instant::now();
-        ch.basic_publish("", &queue, &body, Default::default()).unwrap_or_else(|e| panic!("publish {len}: {e}"));
+        ch.basic_publish("", &queue, &body, None).unwrap_or_else(|e| panic!("publish {len}: {e}"));
         let (_, _, got) = ch.basic_get(&queue, true).unwrap().expect("the message back");
         eprintln!("{len} bytes round trip in {:.2} s", secs(t.elapsed()));
         assert!(got == body, "a {len}-byte body came back different (len {})", got.len());
@@ -1024,7 +1023,7 @@ fn p8_session(port: u16) -> Result<P8Result, Error> {
     let conn = BlockingConnection::new(p)?;
     let ch = conn.channel()?;
     let queue = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true))?.queue;
-    ch.basic_publish("", &queue, "p8 body", Default::default())?;
+    ch.basic_publish("", &queue, "p8 body", None)?;
     let got = ch.basic_get(&queue, true)?;
     conn.close()?;
     Ok(match got {

@@ -147,7 +147,7 @@ fn assert_tls_error(err: &Error, needles: &[&str]) {
 fn round_trip(conn: &BlockingConnection, body: &str) {
     let ch = conn.channel().expect("channel");
     let queue = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).expect("queue_declare").queue;
-    ch.basic_publish("", &queue, body, Default::default()).expect("basic_publish");
+    ch.basic_publish("", &queue, body, None).expect("basic_publish");
     let got = Rc::new(RefCell::new(None));
     let got2 = got.clone();
     ch.basic_consume(
@@ -339,7 +339,7 @@ fn slow_callback_over_tls(keeper: bool, test: &str) -> (BlockingConnection, Stri
     assert_eq!(conn.tuned().2, 2);
     let ch = conn.channel().expect("channel");
     let queue = ch.queue_declare("", QueueDeclareOptions::default().exclusive(true)).expect("queue_declare").queue;
-    ch.basic_publish("", &queue, "slow", Default::default()).expect("basic_publish");
+    ch.basic_publish("", &queue, "slow", None).expect("basic_publish");
     ch.basic_consume(
         &queue,
         move |ch, method, _props, _body| {

@@ -84,7 +84,8 @@ macro_rules! properties {
                 #[doc = concat!("assert!(p.", stringify!($field), ".is_some());")]
                 /// ```
                 #[must_use]
-                pub fn $field(mut self, value: impl Into<$ty>) -> Self {
+                #[allow(clippy::useless_conversion)]
+                pub fn $field(mut self, value: properties!(@arg $ty, $kind)) -> Self {
                     self.$field = Some(value.into());
                     self
                 }
@@ -137,6 +138,11 @@ macro_rules! properties {
             }
         )*
     };
+    // The timestamp setter takes exactly a u64, so that a bare literal
+    // (`timestamp(1700000000)`, as in pika) infers it; the others take
+    // anything that converts (`DeliveryMode`, `&str`).
+    (@arg $ty:ty, timestamp) => { u64 };
+    (@arg $ty:ty, $kind:ident) => { impl Into<$ty> };
     (@write $w:ident, shortstr, $v:ident) => { $w.shortstr($v)? };
     (@write $w:ident, table, $v:ident) => { $w.table($v)? };
     (@write $w:ident, octet, $v:ident) => { $w.octet(*$v) };
@@ -151,13 +157,13 @@ properties! {
     15 content_type: String, shortstr, "application/json";
     14 content_encoding: String, shortstr, "gzip";
     13 headers: FieldTable, table, pikars::FieldTable::from([("retries", 3)]);
-    12 delivery_mode: u8, octet, pikars::DeliveryMode::Persistent;
+    12 delivery_mode: u8, octet, 2;
     11 priority: u8, octet, 5;
     10 correlation_id: String, shortstr, "42";
     9 reply_to: String, shortstr, "amq.gen-abc";
     8 expiration: String, shortstr, "60000";
     7 message_id: String, shortstr, "id-1";
-    6 timestamp: u64, timestamp, 1_700_000_000_u64;
+    6 timestamp: u64, timestamp, 1700000000;
     5 type_: String, shortstr, "order.created";
     4 user_id: String, shortstr, "guest";
     3 app_id: String, shortstr, "billing";

@@ -166,6 +166,6 @@ pub fn text(body: &[u8]) -> String {
 /// Publishes `n` messages `m0`, `m1`, ... to `queue` through the default exchange.
 pub fn publish_numbered(ch: &BlockingChannel, queue: &str, n: usize) {
     for i in 0..n {
-        ch.basic_publish("", queue, format!("m{i}"), Default::default()).expect("basic_publish");
+        ch.basic_publish("", queue, format!("m{i}"), None).expect("basic_publish");
     }
 }

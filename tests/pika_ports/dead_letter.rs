@@ -1,0 +1,95 @@
+//! dead_letter.py, line by line: a rejected message goes to the
+//! dead-letter exchange; the consumer of the dead-letter queue reads the
+//! x-death header.
+//!
+//! Python's `headers['x-death'][0]['reason']` is written with today's
+//! `FieldTable::get` and `FieldValue::as_array` / `as_table` / `as_str`.
+//!
+//! Usage: dead_letter WORK_QUEUE DLX DEAD_QUEUE
+// The consume loop ends after one message, as the Python loop does.
+#![allow(clippy::never_loop)]
+use pikars::{
+    py_bytes, BasicProperties, BlockingConnection, ConnectionParameters, ConsumeOptions, ExchangeDeclareOptions,
+    FieldTable, FieldValue, PyRepr, QueueDeclareOptions,
+};
+
+/// Python's `str(bool)`.
+fn py_bool(value: bool) -> &'static str {
+    if value {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+fn main() -> pikars::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [work_queue, dlx, dead_queue] = &args[..] else { panic!("usage: dead_letter WORK_QUEUE DLX DEAD_QUEUE") };
+
+    let connection = BlockingConnection::new(ConnectionParameters::new("localhost"))?;
+    let channel = connection.channel()?;
+
+    channel.exchange_declare(dlx, ExchangeDeclareOptions::default().exchange_type("fanout"))?;
+    channel.queue_declare(dead_queue, Default::default())?;
+    channel.queue_bind(dead_queue, dlx, Default::default())?;
+    channel.queue_declare(
+        work_queue,
+        QueueDeclareOptions::default().arguments(FieldTable::from([("x-dead-letter-exchange", dlx.as_str())])),
+    )?;
+
+    channel.basic_publish(
+        "",
+        work_queue,
+        "bad order",
+        BasicProperties::default().message_id("order-1").headers(FieldTable::from([("attempt", 1)])),
+    )?;
+
+    let (method, properties, body) = channel.basic_get(work_queue, false)?.expect("the message just published");
+    println!(" [x] Rejecting {} ({})", py_bytes(&body), properties.message_id.as_deref().unwrap_or("None"));
+    channel.basic_reject(method.delivery_tag, false)?;
+
+    for message in channel.consume(dead_queue, ConsumeOptions::default().inactivity_timeout(5)) {
+        let Some((method, properties, body)) = message? else {
+            println!(" [!] nothing was dead-lettered");
+            break;
+        };
+        let headers = properties.headers.as_ref().expect("headers");
+        let death = headers
+            .get("x-death")
+            .and_then(FieldValue::as_array)
+            .and_then(|d| d.first())
+            .and_then(FieldValue::as_table)
+            .expect("x-death");
+        let field = |key: &str| death.get(key).unwrap_or_else(|| panic!("x-death has no {key}"));
+        println!(" [d] {} from {}", py_bytes(&body), method.exchange.py_repr());
+        println!(
+            "     reason={} queue={} count={}",
+            field("reason").as_str().unwrap_or_default(),
+            py_bool(field("queue").as_str() == Some(work_queue.as_str())),
+            field("count").as_i64().unwrap_or_default()
+        );
+        println!(
+            "     routing-keys={} exchange={}",
+            py_bool(*field("routing-keys") == FieldValue::from(vec![FieldValue::from(work_queue.as_str())])),
+            field("exchange").py_repr()
+        );
+        println!(
+            "     first death reason={}",
+            headers.get("x-first-death-reason").and_then(FieldValue::as_str).unwrap_or_default()
+        );
+        println!(
+            "     attempt={} message_id={}",
+            headers.get("attempt").and_then(FieldValue::as_i64).unwrap_or_default(),
+            properties.message_id.as_deref().unwrap_or("None")
+        );
+        channel.basic_ack(method.delivery_tag, false)?;
+        break;
+    }
+    channel.cancel()?;
+
+    channel.queue_delete(work_queue, Default::default())?;
+    channel.queue_delete(dead_queue, Default::default())?;
+    channel.exchange_delete(dlx, Default::default())?;
+    connection.close()?;
+    Ok(())
+}
