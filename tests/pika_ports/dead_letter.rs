@@ -2,15 +2,15 @@
 //! dead-letter exchange; the consumer of the dead-letter queue reads the
 //! x-death header.
 //!
-//! Python's `headers['x-death'][0]['reason']` is written with today's
-//! `FieldTable::get` and `FieldValue::as_array` / `as_table` / `as_str`.
+//! Python's `headers['x-death'][0]['reason']` is
+//! `headers["x-death"][0]["reason"]`; dict literals are `table!`.
 //!
 //! Usage: dead_letter WORK_QUEUE DLX DEAD_QUEUE
 // The consume loop ends after one message, as the Python loop does.
 #![allow(clippy::never_loop)]
 use pikars::{
-    py_bytes, BasicProperties, BlockingConnection, ConnectionParameters, ConsumeOptions, ExchangeDeclareOptions,
-    FieldTable, FieldValue, PyRepr, QueueDeclareOptions,
+    py_bytes, table, BasicProperties, BlockingConnection, ConnectionParameters, ConsumeOptions, ExchangeDeclareOptions,
+    PyRepr, QueueDeclareOptions,
 };
 
 /// Python's `str(bool)`.
@@ -34,14 +34,14 @@ fn main() -> pikars::Result<()> {
     channel.queue_bind(dead_queue, dlx, Default::default())?;
     channel.queue_declare(
         work_queue,
-        QueueDeclareOptions::default().arguments(FieldTable::from([("x-dead-letter-exchange", dlx.as_str())])),
+        QueueDeclareOptions::default().arguments(table! {"x-dead-letter-exchange" => dlx.as_str()}),
     )?;
 
     channel.basic_publish(
         "",
         work_queue,
         "bad order",
-        BasicProperties::default().message_id("order-1").headers(FieldTable::from([("attempt", 1)])),
+        BasicProperties::default().message_id("order-1").headers(table! {"attempt" => 1}),
     )?;
 
     let (method, properties, body) = channel.basic_get(work_queue, false)?.expect("the message just published");
@@ -54,32 +54,25 @@ fn main() -> pikars::Result<()> {
             break;
         };
         let headers = properties.headers.as_ref().expect("headers");
-        let death = headers
-            .get("x-death")
-            .and_then(FieldValue::as_array)
-            .and_then(|d| d.first())
-            .and_then(FieldValue::as_table)
-            .expect("x-death");
-        let field = |key: &str| death.get(key).unwrap_or_else(|| panic!("x-death has no {key}"));
+        let death = &headers["x-death"][0];
         println!(" [d] {} from {}", py_bytes(&body), method.exchange.py_repr());
         println!(
             "     reason={} queue={} count={}",
-            field("reason").as_str().unwrap_or_default(),
-            py_bool(field("queue").as_str() == Some(work_queue.as_str())),
-            field("count").as_i64().unwrap_or_default()
+            death["reason"].as_str().unwrap_or_default(),
+            py_bool(death["queue"] == work_queue.as_str()),
+            i64::try_from(&death["count"])?
         );
         println!(
             "     routing-keys={} exchange={}",
-            py_bool(*field("routing-keys") == FieldValue::from(vec![FieldValue::from(work_queue.as_str())])),
-            field("exchange").py_repr()
+            py_bool(
+                death["routing-keys"].as_array().is_some_and(|keys| keys.len() == 1 && keys[0] == work_queue.as_str())
+            ),
+            death["exchange"].py_repr()
         );
-        println!(
-            "     first death reason={}",
-            headers.get("x-first-death-reason").and_then(FieldValue::as_str).unwrap_or_default()
-        );
+        println!("     first death reason={}", headers["x-first-death-reason"].as_str().unwrap_or_default());
         println!(
             "     attempt={} message_id={}",
-            headers.get("attempt").and_then(FieldValue::as_i64).unwrap_or_default(),
+            i64::try_from(&headers["attempt"])?,
             properties.message_id.as_deref().unwrap_or("None")
         );
         channel.basic_ack(method.delivery_tag, false)?;
