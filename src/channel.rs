@@ -502,17 +502,7 @@ impl BlockingChannel {
     /// ```
     pub fn with<T>(self, body: impl FnOnce(&BlockingChannel) -> Result<T>) -> Result<T> {
         let result = body(&self);
-        let closed = if self.is_open() { self.close() } else { Ok(()) };
-        match (result, closed) {
-            (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(e)) => Err(e),
-            (Err(e), closed) => {
-                if let Err(close_error) = closed {
-                    log::debug!("closing channel {} after a failed block: {close_error}", self.number);
-                }
-                Err(e)
-            }
-        }
+        crate::connection::exit_block(result, self.is_open(), || self.close(), "the channel")
     }
 
     /// pika's `close(reply_code, reply_text)`.

@@ -500,17 +500,7 @@ impl BlockingConnection {
     /// ```
     pub fn with<T>(self, body: impl FnOnce(&BlockingConnection) -> Result<T>) -> Result<T> {
         let result = body(&self);
-        let closed = if self.is_open() { self.close() } else { Ok(()) };
-        match (result, closed) {
-            (Ok(value), Ok(())) => Ok(value),
-            (Ok(_), Err(e)) => Err(e),
-            (Err(e), closed) => {
-                if let Err(close_error) = closed {
-                    log::debug!("closing the connection after a failed block: {close_error}");
-                }
-                Err(e)
-            }
-        }
+        exit_block(result, self.is_open(), || self.close(), "the connection")
     }
 
     /// pika's `close(reply_code, reply_text)`.
@@ -1057,6 +1047,29 @@ impl BlockingConnection {
             .find(|(n, _)| *n == channel_number)
             .map(|(_, id)| id)?;
         Some(BlockingChannel::handle(self.shared.clone(), channel_number, id))
+    }
+}
+
+/// The exit of pika's `with` block: closes what is still open (a channel or
+/// connection the broker closed is left alone); the block's error wins over
+/// the close's (which is then only logged), and a close error after a
+/// successful block is returned.
+pub(crate) fn exit_block<T>(
+    result: Result<T>,
+    open: bool,
+    close: impl FnOnce() -> Result<()>,
+    what: &str,
+) -> Result<T> {
+    let closed = if open { close() } else { Ok(()) };
+    match (result, closed) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Ok(_), Err(e)) => Err(e),
+        (Err(e), closed) => {
+            if let Err(close_error) = closed {
+                log::debug!("closing {what} after a failed block: {close_error}");
+            }
+            Err(e)
+        }
     }
 }
 
