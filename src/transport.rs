@@ -13,6 +13,8 @@ use crate::protocol::{Frame, FrameDecoder, FrameRef, ProtocolError, HEARTBEAT_FR
 /// Initial read buffer size: one default-sized frame and then some, so a
 /// large read decodes into many frames.
 const READ_BUFFER_SIZE: usize = 256 * 1024;
+/// Most slices handed to one `writev` (Linux allows 1024).
+const MAX_IOV: usize = 64;
 
 enum Stream {
     Plain(TcpStream),
@@ -42,6 +44,15 @@ impl Stream {
             Stream::Plain(s) => s.write(buf),
             #[cfg(feature = "tls")]
             Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    /// One `writev` on a plain stream; TLS writes the first slice.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.write_vectored(bufs),
         }
     }
 }
@@ -100,11 +111,7 @@ impl Io {
         timeout: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Result<(), WriteError> {
-        let timeout = timeout.map(quantize);
-        if timeout != self.write_timeout {
-            self.stream.tcp().set_write_timeout(timeout).map_err(|e| WriteError::Failed(stream_lost(e)))?;
-            self.write_timeout = timeout;
-        }
+        self.set_write_timeout(timeout)?;
         while !bytes.is_empty() {
             match self.stream.write(bytes) {
                 Ok(0) => return Err(WriteError::Failed(Error::StreamLostError("write returned 0".into()))),
@@ -120,6 +127,67 @@ impl Io {
                 Err(e) if is_timeout(&e) => {
                     self.mid_write = true;
                     return Err(WriteError::TimedOut(bytes.len()));
+                }
+                Err(e) => return Err(WriteError::Failed(stream_lost(e))),
+            }
+        }
+        self.mid_write = false;
+        Ok(())
+    }
+
+    fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<(), WriteError> {
+        let timeout = timeout.map(quantize);
+        if timeout != self.write_timeout {
+            self.stream.tcp().set_write_timeout(timeout).map_err(|e| WriteError::Failed(stream_lost(e)))?;
+            self.write_timeout = timeout;
+        }
+        Ok(())
+    }
+
+    /// [`Io::write_all`] for several slices written as one stream of bytes
+    /// (`writev`, up to [`MAX_IOV`] slices a call), starting `skip` bytes in,
+    /// so a large body goes out from the caller's buffer. No allocation.
+    fn write_all_parts(
+        &mut self,
+        parts: &[&[u8]],
+        mut skip: usize,
+        timeout: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Result<(), WriteError> {
+        self.set_write_timeout(timeout)?;
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut left = total.saturating_sub(skip);
+        while left > 0 {
+            let mut iov = [io::IoSlice::new(&[]); MAX_IOV];
+            let mut used = 0;
+            let mut at = skip;
+            for p in parts {
+                if at >= p.len() {
+                    at -= p.len();
+                    continue;
+                }
+                iov[used] = io::IoSlice::new(&p[at..]);
+                at = 0;
+                used += 1;
+                if used == MAX_IOV {
+                    break;
+                }
+            }
+            match self.stream.write_vectored(&iov[..used]) {
+                Ok(0) => return Err(WriteError::Failed(Error::StreamLostError("write returned 0".into()))),
+                Ok(n) => {
+                    skip += n;
+                    left -= n;
+                    self.last_write = Instant::now();
+                    if left > 0 && deadline.is_some_and(|d| self.last_write >= d) {
+                        self.mid_write = true;
+                        return Err(WriteError::TimedOut(left));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_timeout(&e) => {
+                    self.mid_write = true;
+                    return Err(WriteError::TimedOut(left));
                 }
                 Err(e) => return Err(WriteError::Failed(stream_lost(e))),
             }
@@ -337,6 +405,22 @@ impl Transport {
             return Err(WriteError::Failed(e));
         }
         io.write_all(bytes, timeout, deadline)
+    }
+
+    /// [`Transport::write_all`] for several slices written as one stream of
+    /// bytes, starting `skip` bytes in (what an earlier, timed-out call wrote).
+    pub(crate) fn write_all_parts(
+        &self,
+        parts: &[&[u8]],
+        skip: usize,
+        timeout: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Result<(), WriteError> {
+        let mut io = lock(&self.io);
+        if let Some(e) = io.failure.take() {
+            return Err(WriteError::Failed(e));
+        }
+        io.write_all_parts(parts, skip, timeout, deadline)
     }
 
     /// Starts the heartbeat keeper: a thread that, whenever the user's

@@ -1186,3 +1186,25 @@ fn a_reset_connection_is_stream_lost_with_the_io_error_as_its_source() {
     assert!(std::error::Error::source(&err).and_then(|c| c.source()).is_some());
     assert!(err.to_string().starts_with("StreamLostError: Stream connection lost: ConnectionReset"), "{err}");
 }
+
+#[test]
+fn a_large_publish_stalled_by_a_broker_that_stops_reading_arrives_intact_when_it_reads_again() {
+    // 8 MiB is more than the socket buffers hold, so the write stalls part-way
+    // (past a write slice) and resumes from where it stopped.
+    let body: Vec<u8> = (0..8 << 20).map(|i: usize| (i % 253) as u8).collect();
+    let expected = body.clone();
+    let (addr, fake) = fake::start(move |p: &mut Peer| {
+        p.open_with_channels(0, 1);
+        p.sleep(Duration::from_millis(2500));
+        let (_, method, header, got) = p.expect_content();
+        assert!(matches!(method, Method::BasicPublish(_)), "{method:?}");
+        assert_eq!(header.body_size, expected.len() as u64);
+        assert!(got == expected, "the body arrived changed ({} bytes)", got.len());
+    });
+    let conn = connect(addr);
+    let ch = conn.channel().unwrap();
+    let started = Instant::now();
+    ch.basic_publish("", "q", &body, None).unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "the write did stall: {:?}", started.elapsed());
+    fake.join();
+}

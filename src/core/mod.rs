@@ -768,11 +768,35 @@ impl Core {
     /// Encodes one publish into the output; in confirm mode records it and
     /// returns its sequence number.
     pub(crate) fn publish(&mut self, number: u16, id: u64, publish: &Publish<'_>) -> Result<Option<u64>> {
+        self.publish_with(number, id, publish, |out, frame_max| encode_publish(out, number, publish, frame_max))
+    }
+
+    /// [`Core::publish`] leaving the body's bytes out of the output: `gaps`
+    /// says where they belong (the driver writes them from the caller's
+    /// buffer).
+    pub(crate) fn publish_gapped(
+        &mut self,
+        number: u16,
+        id: u64,
+        publish: &Publish<'_>,
+        gaps: &mut Vec<(usize, std::ops::Range<usize>)>,
+    ) -> Result<Option<u64>> {
+        self.publish_with(number, id, publish, |out, frame_max| {
+            crate::protocol::encode_publish_gapped(out, number, publish, frame_max, gaps)
+        })
+    }
+
+    fn publish_with(
+        &mut self,
+        number: u16,
+        id: u64,
+        publish: &Publish<'_>,
+        encode: impl FnOnce(&mut Vec<u8>, u32) -> std::result::Result<(), ProtocolError>,
+    ) -> Result<Option<u64>> {
         let frame_max = self.tuned.frame_max;
         let ch = self.channel_open(number, id)?;
         let seq = ch.confirms.as_mut().map(|l| l.publish(publish.exchange, publish.routing_key, publish.mandatory));
-        let encoded = encode_publish(&mut self.out, number, publish, frame_max);
-        if let Err(e) = encoded {
+        if let Err(e) = encode(&mut self.out, frame_max) {
             if let (Some(seq), Some(l)) = (seq, self.ledger(number, id)) {
                 l.unpublish(seq);
             }

@@ -298,6 +298,40 @@ pub fn encode_publish(
     publish: &Publish<'_>,
     frame_max: u32,
 ) -> Result<(), ProtocolError> {
+    let body = publish.body;
+    let chunk = usize::try_from(payload_limit(frame_max)).unwrap_or(usize::MAX).max(1);
+    buf.reserve(body.len() + body.len() / chunk * FRAME_OVERHEAD as usize + FRAME_OVERHEAD as usize);
+    encode_publish_with(buf, channel, publish, frame_max, |buf, piece| buf.extend_from_slice(&body[piece]))
+}
+
+/// As [`encode_publish`], but the body's bytes are left out of `buf`: each
+/// body frame's header and end go in, and `gaps` receives, in order, where
+/// in `buf` a slice of the body belongs (offset, range of the body), so the
+/// writer can send the body from the caller's buffer instead of copying it.
+pub(crate) fn encode_publish_gapped(
+    buf: &mut Vec<u8>,
+    channel: u16,
+    publish: &Publish<'_>,
+    frame_max: u32,
+    gaps: &mut Vec<(usize, std::ops::Range<usize>)>,
+) -> Result<(), ProtocolError> {
+    let start = gaps.len();
+    let r = encode_publish_with(buf, channel, publish, frame_max, |buf, piece| gaps.push((buf.len(), piece)));
+    if r.is_err() {
+        gaps.truncate(start);
+    }
+    r
+}
+
+/// The frames of a publish; `piece` writes (or marks) each body frame's payload.
+#[inline]
+fn encode_publish_with(
+    buf: &mut Vec<u8>,
+    channel: u16,
+    publish: &Publish<'_>,
+    frame_max: u32,
+    mut piece: impl FnMut(&mut Vec<u8>, std::ops::Range<usize>),
+) -> Result<(), ProtocolError> {
     let Publish { exchange, routing_key, body, properties, mandatory } = *publish;
     let start = buf.len();
     let result = (|| {
@@ -308,13 +342,15 @@ pub fn encode_publish(
             encode_header(&mut Writer::new(buf), body.len() as u64, properties)
         })?;
         let chunk = usize::try_from(payload_limit(frame_max)).unwrap_or(usize::MAX).max(1);
-        buf.reserve(body.len() + body.len() / chunk * FRAME_OVERHEAD as usize + FRAME_OVERHEAD as usize);
-        for piece in body.chunks(chunk) {
+        let mut at = 0;
+        while at < body.len() {
+            let end = body.len().min(at.saturating_add(chunk));
             buf.push(FRAME_BODY);
             buf.extend_from_slice(&channel.to_be_bytes());
-            buf.extend_from_slice(&(piece.len() as u32).to_be_bytes());
-            buf.extend_from_slice(piece);
+            buf.extend_from_slice(&((end - at) as u32).to_be_bytes());
+            piece(buf, at..end);
             buf.push(FRAME_END);
+            at = end;
         }
         Ok(())
     })();
@@ -862,5 +898,34 @@ pub fn negotiate_frame_max(client: u32, server: u32) -> u32 {
     match negotiate(client, server) {
         0 => 0,
         n => n.max(FRAME_MIN_SIZE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gapped_publish_with_its_body_spliced_in_is_byte_for_byte_the_plain_one() {
+        let properties = BasicProperties::default().content_type("x");
+        for (len, frame_max) in [(0, 4096), (1, 4096), (4088, 4096), (4089, 4096), (100_000, 4096), (1 << 20, 131_072)]
+        {
+            let body: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let publish =
+                Publish { exchange: "ex", routing_key: "rk", body: &body, properties: &properties, mandatory: true };
+            let mut plain = vec![9];
+            encode_publish(&mut plain, 3, &publish, frame_max).unwrap();
+            let (mut gapped, mut gaps) = (vec![9], Vec::new());
+            encode_publish_gapped(&mut gapped, 3, &publish, frame_max, &mut gaps).unwrap();
+            let mut spliced = Vec::new();
+            let mut at = 0;
+            for (offset, range) in &gaps {
+                spliced.extend_from_slice(&gapped[at..*offset]);
+                spliced.extend_from_slice(&body[range.clone()]);
+                at = *offset;
+            }
+            spliced.extend_from_slice(&gapped[at..]);
+            assert_eq!(spliced, plain, "body {len}, frame_max {frame_max}");
+        }
     }
 }

@@ -33,6 +33,7 @@ mod table;
 
 pub use codec::{MAX_NESTING_DEPTH, SHORTSTR_MAX};
 pub use error::ProtocolError;
+pub(crate) use frame::encode_publish_gapped;
 pub use frame::{
     encode_publish, negotiate, negotiate_frame_max, payload_limit, Assembled, Content, ContentAssembler, Frame,
     FrameDecoder, FrameRef, Publish, DEFAULT_MAX_MESSAGE_SIZE, FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_HEARTBEAT,

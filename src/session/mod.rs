@@ -6,6 +6,7 @@
 
 mod handshake;
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crate::core::{closed_channel, Core, Outcome, Reply};
@@ -19,6 +20,9 @@ use crate::transport::{Transport, WriteError};
 const WRITE_SLICE: Duration = Duration::from_secs(1);
 /// How long `close()` and `Drop` wait for the broker's `close-ok`.
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bodies at least this large are written from the caller's buffer
+/// (`writev`) instead of being copied into the output buffer first.
+const SPLICED_BODY: usize = 64 * 1024;
 /// How long the last words of a closing connection (a `close-ok`, or the
 /// `connection.close` telling the broker why we end it) may take to write.
 const FAREWELL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -36,6 +40,8 @@ pub(crate) struct Session {
     blocked_timeout: Option<f64>,
     /// Bounds every wait and write while set (used by `close`).
     pub(crate) op_deadline: Option<Instant>,
+    /// Where a large publish's body goes in the output (reused).
+    gaps: Vec<(usize, Range<usize>)>,
     pub(crate) params: ConnectionParameters,
 }
 
@@ -54,6 +60,7 @@ impl Session {
             core: Core::new(),
             blocked_timeout: params.blocked_connection_timeout,
             op_deadline: None,
+            gaps: Vec::new(),
             params: ConnectionParameters::default(),
         };
         s.handshake(&mut params, deadline)?;
@@ -116,6 +123,13 @@ impl Session {
     /// resource alarm), keeps reading its frames and enforces the
     /// blocked-connection timeout and heartbeat deadlines between slices.
     pub(crate) fn flush(&mut self) -> Result<()> {
+        self.flush_spliced(&[], &[])
+    }
+
+    /// [`Session::flush`], with slices of `body` spliced into the output at
+    /// the places `gaps` names (a large publish, whose body is written from
+    /// the caller's buffer instead of being copied into the output).
+    fn flush_spliced(&mut self, body: &[u8], gaps: &[(usize, Range<usize>)]) -> Result<()> {
         if self.core.is_closed() {
             self.shut_down();
             return Ok(());
@@ -124,40 +138,30 @@ impl Session {
             return Ok(());
         }
         let out = std::mem::take(&mut self.core.out);
-        let mut done = 0;
-        let result = loop {
-            // Each slice ends by the next deadline the session keeps
-            // (heartbeat, blocked timeout, close), so none is checked late.
-            // One clock read per slice: it costs as much as a tenth of a
-            // small publish.
-            let now = Instant::now();
-            let mut slice_end = now + WRITE_SLICE;
-            for d in [self.next_deadline(), self.op_deadline].into_iter().flatten() {
-                slice_end = slice_end.min(d.max(now + Duration::from_millis(1)));
-            }
-            let timeout = slice_end.saturating_duration_since(now).max(Duration::from_millis(1));
-            match self.t.write_all(&out[done..], Some(timeout), Some(slice_end)) {
-                Ok(()) => break Ok(()),
-                Err(WriteError::Failed(e)) => break Err(self.fail(e)),
-                Err(WriteError::TimedOut(left)) => {
-                    done = out.len() - left;
-                    // Frames the broker sends meanwhile (blocked, close) are
-                    // handled; replies they cause go after our bytes.
-                    if let Err(e) = self.read_frames(Some(Duration::ZERO)) {
-                        break Err(e);
-                    }
-                    if self.core.is_closed() {
-                        break Ok(());
-                    }
-                    if let Err(e) = self.check_deadlines(Instant::now(), false) {
-                        break Err(e);
-                    }
-                    if self.op_deadline.is_some_and(|d| Instant::now() >= d) {
-                        break Err(
-                            self.fail(Error::StreamLostError("write timed out: the broker is not reading".into()))
-                        );
-                    }
+        let result = if gaps.is_empty() {
+            self.write_parts(&[&out])
+        } else {
+            // The output between the gaps, and the body's slices in them.
+            let pieces = gaps.iter().scan(0, |at, (offset, range)| {
+                let before = &out[*at..*offset];
+                *at = *offset;
+                Some([before, &body[range.clone()]])
+            });
+            let tail = &out[gaps.last().map_or(0, |(offset, _)| *offset)..];
+            let mut stack: [&[u8]; 65] = [&[]; 65];
+            if gaps.len() * 2 < stack.len() {
+                let mut n = 0;
+                for [before, piece] in pieces {
+                    stack[n] = before;
+                    stack[n + 1] = piece;
+                    n += 2;
                 }
+                stack[n] = tail;
+                self.write_parts(&stack[..=n])
+            } else {
+                let mut parts: Vec<&[u8]> = pieces.flatten().collect();
+                parts.push(tail);
+                self.write_parts(&parts)
             }
         };
         // Frames queued while we were writing (replies) follow.
@@ -173,6 +177,48 @@ impl Session {
             return self.flush();
         }
         Ok(())
+    }
+
+    /// Writes `parts` as one stream of bytes, in slices bounded by the
+    /// session's deadlines.
+    fn write_parts(&mut self, parts: &[&[u8]]) -> Result<()> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut done = 0;
+        loop {
+            // Each slice ends by the next deadline the session keeps
+            // (heartbeat, blocked timeout, close), so none is checked late.
+            // One clock read per slice: it costs as much as a tenth of a
+            // small publish.
+            let now = Instant::now();
+            let mut slice_end = now + WRITE_SLICE;
+            for d in [self.next_deadline(), self.op_deadline].into_iter().flatten() {
+                slice_end = slice_end.min(d.max(now + Duration::from_millis(1)));
+            }
+            let timeout = slice_end.saturating_duration_since(now).max(Duration::from_millis(1));
+            let written = match parts {
+                [one] => self.t.write_all(&one[done..], Some(timeout), Some(slice_end)),
+                _ => self.t.write_all_parts(parts, done, Some(timeout), Some(slice_end)),
+            };
+            match written {
+                Ok(()) => return Ok(()),
+                Err(WriteError::Failed(e)) => return Err(self.fail(e)),
+                Err(WriteError::TimedOut(left)) => {
+                    done = total - left;
+                    // Frames the broker sends meanwhile (blocked, close) are
+                    // handled; replies they cause go after our bytes.
+                    self.read_frames(Some(Duration::ZERO))?;
+                    if self.core.is_closed() {
+                        return Ok(());
+                    }
+                    self.check_deadlines(Instant::now(), false)?;
+                    if self.op_deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(
+                            self.fail(Error::StreamLostError("write timed out: the broker is not reading".into()))
+                        );
+                    }
+                }
+            }
+        }
     }
 
     // ----- reading -----------------------------------------------------
@@ -367,8 +413,20 @@ impl Session {
 
     /// Encodes and writes one publish; in confirm mode returns its sequence number.
     pub(crate) fn publish(&mut self, number: u16, id: u64, publish: &Publish<'_>) -> Result<Option<u64>> {
-        let seq = self.core.publish(number, id, publish)?;
-        let flushed = self.flush();
+        let (seq, flushed) = if publish.body.len() >= SPLICED_BODY {
+            // A large body is written from the caller's buffer, not copied.
+            let mut gaps = std::mem::take(&mut self.gaps);
+            gaps.clear();
+            let sent = self
+                .core
+                .publish_gapped(number, id, publish, &mut gaps)
+                .map(|seq| (seq, self.flush_spliced(publish.body, &gaps)));
+            self.gaps = gaps;
+            sent?
+        } else {
+            let seq = self.core.publish(number, id, publish)?;
+            (seq, self.flush())
+        };
         if let (Err(e), Some(seq)) = (&flushed, seq) {
             // This publish's outcome is the error returned now; it must not
             // be reported again by wait_for_confirms.
