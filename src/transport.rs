@@ -107,26 +107,40 @@ impl Io {
     /// even while a slow peer keeps taking a few bytes at a time.
     fn write_all(
         &mut self,
-        mut bytes: &[u8],
+        bytes: &[u8],
         timeout: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Result<(), WriteError> {
         self.set_write_timeout(timeout)?;
-        while !bytes.is_empty() {
-            match self.stream.write(bytes) {
+        self.write_loop(bytes.len(), deadline, |stream, done| stream.write(&bytes[done..]))
+    }
+
+    /// Calls `write_once` (given how many bytes are written so far) until
+    /// `total` bytes are written; each write updates the liveness clock, and
+    /// the whole stops as timed out once `deadline` passes with bytes left
+    /// (or a write times out), marking the stream mid-write.
+    fn write_loop(
+        &mut self,
+        total: usize,
+        deadline: Option<Instant>,
+        mut write_once: impl FnMut(&mut Stream, usize) -> io::Result<usize>,
+    ) -> Result<(), WriteError> {
+        let mut done = 0;
+        while done < total {
+            match write_once(&mut self.stream, done) {
                 Ok(0) => return Err(WriteError::Failed(Error::StreamLostError("write returned 0".into()))),
                 Ok(n) => {
-                    bytes = &bytes[n..];
+                    done += n;
                     self.last_write = Instant::now();
-                    if !bytes.is_empty() && deadline.is_some_and(|d| self.last_write >= d) {
+                    if done < total && deadline.is_some_and(|d| self.last_write >= d) {
                         self.mid_write = true;
-                        return Err(WriteError::TimedOut(bytes.len()));
+                        return Err(WriteError::TimedOut(total - done));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if is_timeout(&e) => {
                     self.mid_write = true;
-                    return Err(WriteError::TimedOut(bytes.len()));
+                    return Err(WriteError::TimedOut(total - done));
                 }
                 Err(e) => return Err(WriteError::Failed(stream_lost(e))),
             }
@@ -150,17 +164,16 @@ impl Io {
     fn write_all_parts(
         &mut self,
         parts: &[&[u8]],
-        mut skip: usize,
+        skip: usize,
         timeout: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Result<(), WriteError> {
         self.set_write_timeout(timeout)?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
-        let mut left = total.saturating_sub(skip);
-        while left > 0 {
+        self.write_loop(total.saturating_sub(skip), deadline, |stream, done| {
             let mut iov = [io::IoSlice::new(&[]); MAX_IOV];
             let mut used = 0;
-            let mut at = skip;
+            let mut at = skip + done;
             for p in parts {
                 if at >= p.len() {
                     at -= p.len();
@@ -173,27 +186,8 @@ impl Io {
                     break;
                 }
             }
-            match self.stream.write_vectored(&iov[..used]) {
-                Ok(0) => return Err(WriteError::Failed(Error::StreamLostError("write returned 0".into()))),
-                Ok(n) => {
-                    skip += n;
-                    left -= n;
-                    self.last_write = Instant::now();
-                    if left > 0 && deadline.is_some_and(|d| self.last_write >= d) {
-                        self.mid_write = true;
-                        return Err(WriteError::TimedOut(left));
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_timeout(&e) => {
-                    self.mid_write = true;
-                    return Err(WriteError::TimedOut(left));
-                }
-                Err(e) => return Err(WriteError::Failed(stream_lost(e))),
-            }
-        }
-        self.mid_write = false;
-        Ok(())
+            stream.write_vectored(&iov[..used])
+        })
     }
 }
 
@@ -296,17 +290,7 @@ impl Transport {
     /// read costs as much as decoding a small frame) becomes the liveness
     /// clock's time if there is one.
     pub(crate) fn next_frame(&self, decoder: &FrameDecoder, now: Instant) -> Result<Option<Frame>, ProtocolError> {
-        let mut io = lock(&self.io);
-        let decoded = decoder.decode(&io.buf[io.start..io.end])?;
-        Ok(decoded.map(|(frame, used)| {
-            io.last_frame = now;
-            io.start += used;
-            if io.start == io.end {
-                io.start = 0;
-                io.end = 0;
-            }
-            frame
-        }))
+        self.with_next_frame(decoder, now, |frame| frame.into_owned())
     }
 
     /// Decodes the next whole frame in the buffer, if any, and hands it to
