@@ -134,6 +134,21 @@ impl PyRepr for String {
     }
 }
 
+/// Python's `repr()` (and `str()`) of a `bool`: `True` or `False`.
+///
+/// # Example
+///
+/// ```
+/// use pikars::PyRepr;
+/// assert_eq!(true.py_repr(), "True");
+/// assert_eq!((1 == 2).py_repr(), "False");
+/// ```
+impl PyRepr for bool {
+    fn write_py_repr(&self, out: &mut String) {
+        out.push_str(if *self { "True" } else { "False" });
+    }
+}
+
 /// `None` for `None`, else the value's repr: what pika prints for an
 /// optional attribute such as `properties.headers`.
 ///
@@ -255,7 +270,7 @@ impl PyStrField for Vec<u8> {
 
 impl PyStrField for bool {
     fn write_py_str_field(&self, out: &mut String) {
-        out.push_str(if *self { "True" } else { "False" });
+        self.write_py_repr(out);
     }
 }
 
@@ -441,7 +456,7 @@ impl PyRepr for crate::FieldValue {
     fn write_py_repr(&self, out: &mut String) {
         use crate::FieldValue as V;
         match self {
-            V::Boolean(b) => out.push_str(if *b { "True" } else { "False" }),
+            V::Boolean(b) => b.write_py_repr(out),
             V::ShortShortInt(n) => out.push_str(&n.to_string()),
             V::ShortShortUInt(n) => out.push_str(&n.to_string()),
             V::ShortInt(n) => out.push_str(&n.to_string()),

@@ -384,11 +384,16 @@ impl Transport {
         timeout: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Result<(), WriteError> {
+        self.io_for_write()?.write_all(bytes, timeout, deadline)
+    }
+
+    /// The stream for a write, or the failure the heartbeat keeper saw.
+    fn io_for_write(&self) -> Result<MutexGuard<'_, Io>, WriteError> {
         let mut io = lock(&self.io);
-        if let Some(e) = io.failure.take() {
-            return Err(WriteError::Failed(e));
+        match io.failure.take() {
+            Some(e) => Err(WriteError::Failed(e)),
+            None => Ok(io),
         }
-        io.write_all(bytes, timeout, deadline)
     }
 
     /// [`Transport::write_all`] for several slices written as one stream of
@@ -400,11 +405,7 @@ impl Transport {
         timeout: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Result<(), WriteError> {
-        let mut io = lock(&self.io);
-        if let Some(e) = io.failure.take() {
-            return Err(WriteError::Failed(e));
-        }
-        io.write_all_parts(parts, skip, timeout, deadline)
+        self.io_for_write()?.write_all_parts(parts, skip, timeout, deadline)
     }
 
     /// Starts the heartbeat keeper: a thread that, whenever the user's

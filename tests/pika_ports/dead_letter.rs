@@ -13,15 +13,6 @@ use pikars::{
     PyRepr, QueueDeclareOptions,
 };
 
-/// Python's `str(bool)`.
-fn py_bool(value: bool) -> &'static str {
-    if value {
-        "True"
-    } else {
-        "False"
-    }
-}
-
 fn main() -> pikars::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [work_queue, dlx, dead_queue] = &args[..] else { panic!("usage: dead_letter WORK_QUEUE DLX DEAD_QUEUE") };
@@ -59,14 +50,15 @@ fn main() -> pikars::Result<()> {
         println!(
             "     reason={} queue={} count={}",
             death["reason"].as_str().unwrap_or_default(),
-            py_bool(death["queue"] == work_queue.as_str()),
+            (death["queue"] == work_queue.as_str()).py_repr(),
             i64::try_from(&death["count"])?
         );
         println!(
             "     routing-keys={} exchange={}",
-            py_bool(
-                death["routing-keys"].as_array().is_some_and(|keys| keys.len() == 1 && keys[0] == work_queue.as_str())
-            ),
+            death["routing-keys"]
+                .as_array()
+                .is_some_and(|keys| keys.len() == 1 && keys[0] == work_queue.as_str())
+                .py_repr(),
             death["exchange"].py_repr()
         );
         println!("     first death reason={}", headers["x-first-death-reason"].as_str().unwrap_or_default());

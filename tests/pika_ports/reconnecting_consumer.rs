@@ -6,16 +6,7 @@
 //! `is_connection_error()`.
 //!
 //! Usage: reconnecting_consumer QUEUE DEAD_PORT
-use pikars::{py_bytes, BasicQosOptions, BlockingConnection, ConnectionParameters, ConsumeOptions};
-
-/// Python's `str(bool)`.
-fn py_bool(value: bool) -> &'static str {
-    if value {
-        "True"
-    } else {
-        "False"
-    }
-}
+use pikars::{py_bytes, BasicQosOptions, BlockingConnection, ConnectionParameters, ConsumeOptions, PyRepr};
 
 fn main() -> pikars::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -46,7 +37,7 @@ fn main() -> pikars::Result<()> {
                     println!(" [*] queue drained");
                     break;
                 };
-                println!(" [x] {} redelivered={}", py_bytes(&body), py_bool(method.redelivered));
+                println!(" [x] {} redelivered={}", py_bytes(&body), method.redelivered.py_repr());
                 if body == b"poison" && !method.redelivered {
                     channel.basic_qos(BasicQosOptions::default().prefetch_size(1))?;
                 }

@@ -5,16 +5,7 @@
 //! here each block returns the handle the lines after it use.
 //!
 //! Usage: with_consumer QUEUE MISSING_QUEUE
-use pikars::{py_bytes, BlockingConnection, ConnectionParameters, ConsumeOptions, Error, QueueDeclareOptions};
-
-/// Python's `str(bool)`.
-fn py_bool(value: bool) -> &'static str {
-    if value {
-        "True"
-    } else {
-        "False"
-    }
-}
+use pikars::{py_bytes, BlockingConnection, ConnectionParameters, ConsumeOptions, Error, PyRepr, QueueDeclareOptions};
 
 fn main() -> pikars::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -43,7 +34,7 @@ fn main() -> pikars::Result<()> {
             println!(" [c] cancel returned {}", channel.cancel()?);
             Ok(channel.clone())
         })?;
-        println!(" [*] after the block: is_closed={}", py_bool(consuming_channel.is_closed()));
+        println!(" [*] after the block: is_closed={}", consuming_channel.is_closed().py_repr());
 
         let failed_channel = connection.channel()?.with(|channel| {
             match channel.queue_declare(missing_queue, QueueDeclareOptions::default().passive(true)) {
@@ -56,7 +47,7 @@ fn main() -> pikars::Result<()> {
             }
             Ok(channel.clone())
         })?;
-        println!(" [*] the broker-closed channel left its block: is_closed={}", py_bool(failed_channel.is_closed()));
+        println!(" [*] the broker-closed channel left its block: is_closed={}", failed_channel.is_closed().py_repr());
 
         match connection.channel()?.with(|channel| {
             channel.queue_declare(missing_queue, QueueDeclareOptions::default().passive(true))?;
@@ -67,10 +58,10 @@ fn main() -> pikars::Result<()> {
             }
             other => other?,
         }
-        println!(" [*] connection still open: {}", py_bool(connection.is_open()));
+        println!(" [*] connection still open: {}", connection.is_open().py_repr());
         Ok(failed_channel.connection())
     })?;
 
-    println!(" [*] after the connection block: is_closed={}", py_bool(connection.is_closed()));
+    println!(" [*] after the connection block: is_closed={}", connection.is_closed().py_repr());
     Ok(())
 }
