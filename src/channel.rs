@@ -707,6 +707,32 @@ impl BlockingChannel {
 
     // ----- queues ---------------------------------------------------------
 
+    /// The current name of a queue this connection declared as `declared`:
+    /// the same name, unless automatic recovery declared a server-named
+    /// queue again and the broker named it anew (a pikars extension; see
+    /// docs/recovery.md). Bindings and consumers recovery restores use the
+    /// new name already; use this where your own code holds the name, such
+    /// as an RPC client's `reply_to`. [`QueueDeclareOk::current_name`] is
+    /// the same, from `queue_declare`'s result.
+    ///
+    /// # Errors
+    ///
+    /// None: an unknown name is returned as it is.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// let result = channel.queue_declare("", pikars::QueueDeclareOptions::default().exclusive(true))?;
+    /// // ... the connection is lost and recovered ...
+    /// let reply_to = channel.current_queue_name(&result.queue);
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn current_queue_name(&self, declared: &str) -> String {
+        self.with_session(|s, _, _| s.core.topology.current_name(declared))
+    }
+
     /// pika's `queue_declare(queue, passive, durable, exclusive, auto_delete, arguments)`.
     /// `""` lets the broker name the queue; read the name from the result's
     /// `queue` (pika's `result.method.queue`).
@@ -1751,5 +1777,28 @@ impl Iterator for Consume {
                 Some(Err(e))
             }
         }
+    }
+}
+
+impl QueueDeclareOk {
+    /// The queue's current name: [`QueueDeclareOk::queue`], unless automatic
+    /// recovery declared this server-named queue again under a new name
+    /// (see [`BlockingChannel::current_queue_name`]).
+    ///
+    /// # Errors
+    ///
+    /// None.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// # let connection = pikars::BlockingConnection::new(pikars::ConnectionParameters::new("localhost"))?;
+    /// # let channel = connection.channel()?;
+    /// let result = channel.queue_declare("", pikars::QueueDeclareOptions::default().exclusive(true))?;
+    /// assert_eq!(result.current_name(&channel), result.queue);
+    /// # Ok::<(), pikars::Error>(())
+    /// ```
+    pub fn current_name(&self, channel: &BlockingChannel) -> String {
+        channel.current_queue_name(&self.queue)
     }
 }

@@ -371,9 +371,18 @@ impl BlockingConnection {
         let (attempts, delay) = (last.connection_attempts, last.retry_delay);
         let mut last_error = None;
         for attempt in 1..=attempts {
-            for p in &list {
+            for (i, p) in list.iter().enumerate() {
                 match Session::connect(p.clone()) {
-                    Ok(session) => return Ok(Self::from_session(session)),
+                    Ok(mut session) => {
+                        if let Some(options) = last.recovery.clone() {
+                            let mut hosts = list.clone();
+                            for h in &mut hosts {
+                                h.credentials.erase_if_asked();
+                            }
+                            session.enable_recovery(options, hosts, i);
+                        }
+                        return Ok(Self::from_session(session));
+                    }
                     Err(e) => {
                         log::debug!("connect attempt {attempt}/{attempts} to {}:{} failed: {e}", p.host, p.port);
                         last_error = Some(e);

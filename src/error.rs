@@ -264,6 +264,26 @@ pub enum Error {
     /// With confirms: the broker refused the message (`basic.nack`).
     #[error("NackError: {} message(s) NACKed", .0.len().max(1))]
     NackError(Vec<ReturnedMessage>),
+    /// pikars extension (automatic recovery): the connection was lost
+    /// before the broker confirmed this publish, so it may or may not have
+    /// been routed. Publish it again (at-least-once). Never given without
+    /// recovery: the connection's close is the outcome then.
+    #[error("Unconfirmed: {0}")]
+    Unconfirmed(String),
+    /// pikars extension: automatic recovery gave up (attempts or time ran
+    /// out, or the broker refused the credentials). The connection is
+    /// closed; `reason` is what ended it, `last` the last attempt's error.
+    #[error(
+        "RecoveryFailed: connection lost ({reason}); recovery gave up after {attempts} attempt(s); last error: {last}"
+    )]
+    RecoveryFailed {
+        /// What ended the connection.
+        reason: Box<Error>,
+        /// Passes over the host list made.
+        attempts: u32,
+        /// The last attempt's error.
+        last: Box<Error>,
+    },
     /// The server lacks a capability the call needs (e.g. publisher confirms).
     #[error("MethodNotImplemented: {0}")]
     MethodNotImplemented(String),
@@ -378,6 +398,7 @@ impl Error {
                 | Error::Tls(_)
                 | Error::NoFreeChannels(_)
                 | Error::ConnectionWrongStateError(_)
+                | Error::RecoveryFailed { .. }
         )
     }
 
@@ -420,6 +441,7 @@ impl Error {
                 | Error::DuplicateConsumerTag(_)
                 | Error::UnroutableError(_)
                 | Error::NackError(_)
+                | Error::Unconfirmed(_)
         )
     }
 
@@ -484,6 +506,8 @@ impl Error {
             Error::DuplicateConsumerTag(_) => "DuplicateConsumerTag",
             Error::UnroutableError(_) => "UnroutableError",
             Error::NackError(_) => "NackError",
+            Error::Unconfirmed(_) => "AMQPChannelError",
+            Error::RecoveryFailed { .. } => "AMQPConnectionError",
             Error::MethodNotImplemented(_) => "MethodNotImplemented",
             Error::ReentrancyError(_) => "ReentrancyError",
             Error::InvalidArgument(_) => "ValueError",
@@ -542,7 +566,11 @@ impl Error {
             | Error::MethodNotImplemented(t)
             | Error::ReentrancyError(t)
             | Error::InvalidArgument(t)
-            | Error::Timeout(t) => t.clone(),
+            | Error::Timeout(t)
+            | Error::Unconfirmed(t) => t.clone(),
+            Error::RecoveryFailed { reason, attempts, last } => {
+                format!("connection lost ({reason}); recovery gave up after {attempts} attempt(s); last error: {last}")
+            }
             Error::Protocol(e) => e.to_string(),
             Error::Callback(e) => e.to_string(),
         }
@@ -688,10 +716,12 @@ mod tests {
             Error::Timeout(_) => (22, NONE),
             Error::Protocol(p) => (23, if protocol_closes_connection(p) { CONN } else { AMQP_ONLY }),
             Error::Callback(_) => (24, NONE),
+            Error::Unconfirmed(_) => (25, CHAN),
+            Error::RecoveryFailed { .. } => (26, CONN),
         };
         (i, a, c, ch)
     }
-    const VARIANTS: usize = 25;
+    const VARIANTS: usize = 27;
 
     /// Whether the session closes the connection on this codec error (it
     /// came from the broker), or it is a value the caller tried to send.
@@ -771,6 +801,12 @@ mod tests {
             Error::InvalidArgument("bad".into()),
             Error::Timeout("confirms".into()),
             Error::from_callback(std::io::Error::other("mine")),
+            Error::Unconfirmed("lost".into()),
+            Error::RecoveryFailed {
+                reason: Box::new(Error::StreamLostError("reset".into())),
+                attempts: 3,
+                last: Box::new(Error::AMQPConnectionError("refused".into())),
+            },
         ];
         all.extend(every_protocol_error().into_iter().map(Error::Protocol));
         all

@@ -101,6 +101,7 @@ mod macros;
 mod params;
 pub mod protocol;
 mod pyrepr;
+mod recovery;
 mod seconds;
 mod session;
 mod timestamp;
@@ -124,6 +125,7 @@ pub use protocol::{
     PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE,
 };
 pub use pyrepr::{py_bytes, py_method_frame, PyBytes, PyRepr};
+pub use recovery::{RecoveryEvent, RecoveryHook, RecoveryOptions};
 pub use seconds::{Seconds, TimeLimit};
 pub use timestamp::{system_time_from_timestamp, timestamp_from_system_time, timestamp_now};
 pub use url::UrlParameters;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::protocol::{FieldTable, FRAME_MAX_SIZE, FRAME_MIN_SIZE};
+use crate::recovery::RecoveryOptions;
 use crate::seconds::Seconds;
 
 /// pika's `PlainCredentials(username, password, erase_on_connect=False)`:
@@ -349,6 +350,12 @@ pub struct ConnectionParameters {
     /// callback longer than about two heartbeat intervals gets the
     /// connection dropped by the broker. Default `false`.
     pub heartbeat_keeper: bool,
+    /// pikars extension: opt-in automatic recovery after the connection
+    /// is lost (see [`RecoveryOptions`] and docs/recovery.md). Default
+    /// `None`: a lost connection ends as in pika. With a list of
+    /// parameters, the last one's value decides (as for
+    /// `connection_attempts`).
+    pub recovery: Option<RecoveryOptions>,
 }
 
 impl Default for ConnectionParameters {
@@ -373,6 +380,7 @@ impl Default for ConnectionParameters {
             client_properties: None,
             max_message_size: crate::protocol::DEFAULT_MAX_MESSAGE_SIZE,
             heartbeat_keeper: false,
+            recovery: None,
         }
     }
 }
@@ -401,6 +409,7 @@ impl PartialEq for ConnectionParameters {
             client_properties,
             max_message_size,
             heartbeat_keeper,
+            recovery,
         } = self;
         *host == other.host
             && *port == other.port
@@ -420,6 +429,7 @@ impl PartialEq for ConnectionParameters {
             && *client_properties == other.client_properties
             && *max_message_size == other.max_message_size
             && *heartbeat_keeper == other.heartbeat_keeper
+            && recovery.is_some() == other.recovery.is_some()
     }
 }
 
@@ -640,6 +650,22 @@ impl ConnectionParameters {
         self
     }
 
+    /// Turns on automatic recovery (a pikars extension, off by default; see
+    /// [`RecoveryOptions`] and docs/recovery.md).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use pikars::{ConnectionParameters, RecoveryOptions};
+    /// let p = ConnectionParameters::new("h").recovery(RecoveryOptions::default().max_attempts(5));
+    /// assert_eq!(p.recovery.map(|r| r.max_attempts), Some(5));
+    /// ```
+    #[must_use]
+    pub fn recovery(mut self, options: RecoveryOptions) -> Self {
+        self.recovery = Some(options);
+        self
+    }
+
     /// Checks every field with pika's rules.
     ///
     /// # Errors
@@ -688,6 +714,9 @@ impl ConnectionParameters {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("blocked_connection_timeout must be >= 0, got {v}"));
             }
+        }
+        if let Some(r) = &self.recovery {
+            r.validate()?;
         }
         #[cfg(not(feature = "tls"))]
         if self.ssl_options.is_some() {

@@ -2,7 +2,7 @@
 //! content assembler, consumers and confirm ledger.
 
 use crate::error::Error;
-use crate::protocol::{Content, ContentAssembler, Method};
+use crate::protocol::{BasicQos, Content, ContentAssembler, Method};
 
 use super::confirms::Ledger;
 use super::consumers::Consumers;
@@ -45,6 +45,21 @@ pub(crate) struct Channel {
     pub(crate) reply: Option<Reply>,
     pub(crate) consumers: Consumers,
     pub(crate) confirms: Option<Ledger>,
+    /// The pending RPC's request, kept while recovery is on: recorded in
+    /// the topology when its reply comes, sent again if the connection is
+    /// lost before.
+    pub(crate) pending: Option<Method>,
+    /// The RPC the connection's loss interrupted, sent again once recovered.
+    pub(crate) interrupted: Option<(Method, &'static [(u16, u16)])>,
+    /// The last `basic.qos` with `global` false and true (for recovery).
+    pub(crate) qos: [Option<BasicQos>; 2],
+    /// In transaction mode (`tx.select-ok` came): not recovered.
+    pub(crate) tx: bool,
+    /// Added to the broker's delivery tags so that tags stay unique across
+    /// recoveries: a tag at or below it is from a connection that is gone.
+    pub(crate) tag_offset: u64,
+    /// The highest delivery tag handed out (after the offset).
+    pub(crate) last_tag: u64,
 }
 
 impl Channel {
@@ -57,6 +72,12 @@ impl Channel {
             reply: None,
             consumers: Consumers::default(),
             confirms: None,
+            pending: None,
+            interrupted: None,
+            qos: [None, None],
+            tx: false,
+            tag_offset: 0,
+            last_tag: 0,
         }
     }
 
@@ -72,6 +93,17 @@ impl Channel {
     pub(crate) fn broker_reason(&self) -> Option<&Error> {
         match &self.state {
             ChanState::Closed { by_broker } => by_broker.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The broker's delivery tag for a tag handed out on this channel, or
+    /// `None` if that delivery came on a connection that is gone. Tag 0
+    /// (with `multiple`: everything outstanding) stays 0.
+    pub(crate) fn broker_tag(&self, tag: u64) -> Option<u64> {
+        match tag {
+            0 => Some(0),
+            t if t > self.tag_offset => Some(t - self.tag_offset),
             _ => None,
         }
     }

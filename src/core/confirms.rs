@@ -48,11 +48,14 @@ pub(crate) struct Ledger {
     /// No publish before this one is pending: confirms and returns look
     /// from here on (resolved slots may wait for `take` for a long time).
     low: u64,
+    /// Added to the broker's confirm tags: after a recovery the broker
+    /// numbers the new connection's publishes from 1 again.
+    offset: u64,
 }
 
 impl Default for Ledger {
     fn default() -> Self {
-        Ledger { base: 1, slots: VecDeque::new(), pending: 0, resolved: 0, low: 1 }
+        Ledger { base: 1, slots: VecDeque::new(), pending: 0, resolved: 0, low: 1, offset: 0 }
     }
 }
 
@@ -151,6 +154,7 @@ impl Ledger {
 
     /// Applies `basic.ack` (`ack`) or `basic.nack` for `tag`.
     pub(crate) fn confirm(&mut self, tag: u64, multiple: bool, ack: bool) -> Result<(), UnknownTag> {
+        let tag = if tag == 0 { 0 } else { tag.checked_add(self.offset).ok_or(UnknownTag)? };
         if tag >= self.next_seq() || !multiple && !self.is_pending(tag) {
             return Err(UnknownTag);
         }
@@ -185,6 +189,15 @@ impl Ledger {
             }
         }
         self.advance_low();
+    }
+
+    /// The connection was lost and is being recovered: every pending
+    /// publish fails with `reason` (never a false ack: the caller publishes
+    /// again), and the new connection's confirms count from the next
+    /// sequence number.
+    pub(crate) fn restart(&mut self, reason: &Error) {
+        self.fail_all(reason);
+        self.offset = self.next_seq() - 1;
     }
 
     pub(crate) fn take(&mut self, seq: u64) -> Option<Outcome> {
@@ -287,6 +300,23 @@ mod tests {
         assert!(matches!(taken[0].1, Outcome::Nacked(None)));
         assert!(matches!(&taken[1].1, Outcome::Failed(Error::StreamLostError(t)) if t == "gone"));
         assert_eq!(l.unconfirmed(), 0);
+    }
+
+    #[test]
+    fn after_a_restart_the_brokers_tags_count_from_one_again() {
+        let mut l = Ledger::default();
+        let first = l.publish("", "q", false);
+        l.publish("", "q", false);
+        l.confirm(first, false, true).unwrap();
+        l.restart(&Error::Unconfirmed("lost".into()));
+        let third = l.publish("", "q", false);
+        assert_eq!(third, 3);
+        assert_eq!(l.confirm(2, false, true), Err(UnknownTag), "the new connection published one");
+        l.confirm(1, false, true).unwrap();
+        let taken = l.take_all();
+        assert!(matches!(taken[0], (1, Outcome::Acked)));
+        assert!(matches!(&taken[1], (2, Outcome::Failed(Error::Unconfirmed(_)))));
+        assert!(matches!(taken[2], (3, Outcome::Acked)));
     }
 
     #[test]

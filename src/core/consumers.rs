@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use crate::channel::BlockingChannel;
 use crate::error::Result;
 use crate::fxhash::FxHashMap;
-use crate::protocol::{BasicDeliver, BasicProperties};
+use crate::protocol::{BasicDeliver, BasicProperties, FieldTable};
 
 /// A consumer callback: pika's `on_message_callback(ch, method, properties, body)`.
 pub(crate) type ConsumerCallback =
@@ -38,6 +38,17 @@ struct Consumer {
     auto_ack: bool,
     sink: Sink,
     cancel: CancelState,
+    /// What `basic.consume` asked, once the broker accepted it (recorded
+    /// for automatic recovery only).
+    spec: Option<ConsumeSpec>,
+}
+
+/// A consumer as automatic recovery starts it again.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumeSpec {
+    pub(crate) queue: String,
+    pub(crate) exclusive: bool,
+    pub(crate) arguments: FieldTable,
 }
 
 /// The `consume()` generator's consumer on a channel.
@@ -100,12 +111,13 @@ impl Consumers {
     /// deliveries may follow `consume-ok` in the same read).
     pub(crate) fn add_callback(&mut self, tag: &str, auto_ack: bool, callback: ConsumerCallback) {
         let sink = Sink::Callback(Some(callback));
-        self.by_tag.insert(tag.into(), Consumer { auto_ack, sink, cancel: CancelState::Active });
+        self.by_tag.insert(tag.into(), Consumer { auto_ack, sink, cancel: CancelState::Active, spec: None });
     }
 
     /// Registers the `consume()` generator's consumer and its buffer.
     pub(crate) fn add_generator(&mut self, generator: Generator) {
-        let consumer = Consumer { auto_ack: generator.auto_ack, sink: Sink::Generator, cancel: CancelState::Active };
+        let consumer =
+            Consumer { auto_ack: generator.auto_ack, sink: Sink::Generator, cancel: CancelState::Active, spec: None };
         self.by_tag.insert(generator.consumer_tag.clone(), consumer);
         self.generator = Some(generator);
     }
@@ -163,6 +175,62 @@ impl Consumers {
                 Routed::Kept
             }
             (CancelState::Active, _, Sink::Callback(_)) => Routed::Dispatch(deliver, properties, body),
+        }
+    }
+
+    /// The broker accepted consumer `tag` (recorded for recovery).
+    pub(crate) fn started(&mut self, tag: &str, spec: ConsumeSpec) {
+        if let Some(c) = self.by_tag.get_mut(tag) {
+            c.spec = Some(spec);
+        }
+    }
+
+    /// The consumers recovery starts again: accepted by the broker and not
+    /// being cancelled, as `(tag, auto_ack, spec)`, sorted by tag.
+    pub(crate) fn restorable(&self) -> Vec<(String, bool, ConsumeSpec)> {
+        let mut v: Vec<_> = self
+            .by_tag
+            .iter()
+            .filter(|(_, c)| c.cancel == CancelState::Active)
+            .filter_map(|(tag, c)| Some((tag.clone(), c.auto_ack, c.spec.clone()?)))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The queue a recorded consumer reads from.
+    pub(crate) fn queue_of(&self, tag: &str) -> Option<String> {
+        self.by_tag.get(tag).and_then(|c| c.spec.as_ref()).map(|s| s.queue.clone())
+    }
+
+    /// How many recorded consumers read from `queue`.
+    pub(crate) fn consumers_of(&self, queue: &str) -> usize {
+        self.by_tag.values().filter(|c| c.spec.as_ref().is_some_and(|s| s.queue == queue)).count()
+    }
+
+    /// A server-named queue got a new name on recovery.
+    pub(crate) fn renamed(&mut self, old: &str, new: &str) {
+        for c in self.by_tag.values_mut() {
+            if let Some(s) = c.spec.as_mut().filter(|s| s.queue == old) {
+                s.queue = new.to_owned();
+            }
+        }
+        if let Some(g) = self.generator.as_mut().filter(|g| g.queue == old) {
+            g.queue = new.to_owned();
+        }
+    }
+
+    /// Whether consumer `tag` acks automatically (`None`: unknown).
+    pub(crate) fn auto_ack(&self, tag: &str) -> Option<bool> {
+        self.by_tag.get(tag).map(|c| c.auto_ack)
+    }
+
+    /// The connection was lost: the generator's buffered manual-ack
+    /// deliveries will come again from the broker (redelivered); keep
+    /// only what needs no ack.
+    pub(crate) fn connection_lost(&mut self) {
+        if let Some(g) = self.generator.as_mut().filter(|g| !g.auto_ack) {
+            g.buffer.clear();
         }
     }
 

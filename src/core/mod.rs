@@ -16,20 +16,23 @@
 mod channel;
 mod confirms;
 mod consumers;
+mod topology;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Instant;
 
 pub(crate) use channel::{expect, Reply};
 pub(crate) use confirms::{Ledger, Outcome};
-pub(crate) use consumers::{ConsumerCallback, Consumers, Delivery, Generator, Routed};
+pub(crate) use consumers::{ConsumeSpec, ConsumerCallback, Consumers, Delivery, Generator, Routed};
+pub(crate) use topology::{Binding, Topology};
 
 use crate::error::{reply_code, Error, Result, ReturnedMessage};
 use crate::fxhash::FxHashMap;
 use crate::protocol::{
-    encode_publish, Assembled, BasicCancel, BasicCancelOk, BasicDeliver, BasicProperties, BasicReject, ChannelClose,
-    ChannelCloseOk, ChannelFlowOk, ChannelOpen, ConnectionBlocked, ConnectionClose, ConnectionCloseOk, Content,
-    ContentAssembler, FieldTable, Frame, FrameRef, Method, ProtocolError, Publish, FRAME_MIN_SIZE,
+    encode_publish, Assembled, BasicAck, BasicCancel, BasicCancelOk, BasicDeliver, BasicNack, BasicProperties,
+    BasicQos, BasicReject, ChannelClose, ChannelCloseOk, ChannelFlowOk, ChannelOpen, ConnectionBlocked,
+    ConnectionClose, ConnectionCloseOk, Content, ContentAssembler, FieldTable, Frame, FrameRef, Method, ProtocolError,
+    Publish, FRAME_MIN_SIZE,
 };
 use channel::{ChanState, Channel};
 
@@ -58,6 +61,11 @@ enum ConnState {
     Open,
     /// We sent `connection.close` and wait for `close-ok`.
     Closing,
+    /// Lost, and automatic recovery is about to run: unlike a close,
+    /// channels, consumers and the topology record stay.
+    Lost {
+        reason: Error,
+    },
     /// Closed; `reported` says whether a call has returned `reason` yet.
     Closed {
         reason: Error,
@@ -113,6 +121,13 @@ pub(crate) struct Core {
     /// broker's close reason (for `start_consuming` and `consume()`) and
     /// confirm outcomes not yet taken (every publish keeps its one outcome).
     retired: BTreeMap<u64, Retired>,
+    /// Automatic recovery is on: RPC requests are kept (`Channel::pending`)
+    /// and what they declare is recorded, a 320 close loses the
+    /// connection instead of closing it.
+    pub(crate) recovery: bool,
+    /// Recovery is replaying: its own RPCs are not recorded.
+    pub(crate) restoring: bool,
+    pub(crate) topology: Topology,
 }
 
 /// How many reused channels' leftovers are kept (see [`Core::retired`]).
@@ -136,6 +151,9 @@ impl Core {
                 server_properties: FieldTable::new(),
             },
             channels: FxHashMap::default(),
+            recovery: false,
+            restoring: false,
+            topology: Topology::default(),
             next_id: 1,
             events: VecDeque::new(),
             out: Vec::with_capacity(4096),
@@ -155,6 +173,24 @@ impl Core {
 
     pub(crate) fn is_closed(&self) -> bool {
         matches!(self.state, ConnState::Closed { .. })
+    }
+
+    /// Lost, with recovery to run.
+    pub(crate) fn is_lost(&self) -> bool {
+        matches!(self.state, ConnState::Lost { .. })
+    }
+
+    /// Closed or lost: the socket is done with.
+    pub(crate) fn is_ended(&self) -> bool {
+        matches!(self.state, ConnState::Closed { .. } | ConnState::Lost { .. })
+    }
+
+    /// Why the connection was lost (while it is).
+    pub(crate) fn lost_reason(&self) -> Option<&Error> {
+        match &self.state {
+            ConnState::Lost { reason } => Some(reason),
+            _ => None,
+        }
     }
 
     /// Whether the client closed the connection itself (`close()`).
@@ -197,6 +233,171 @@ impl Core {
         self.events.clear();
         self.blocked_since = None;
         self.state = ConnState::Closed { reason, reported: false };
+    }
+
+    /// The connection was lost and recovery will run. Unlike a close,
+    /// channels keep their numbers, consumers their callbacks, and the
+    /// topology record stays. What the dead connection left in flight is
+    /// settled: unconfirmed publishes fail with [`Error::Unconfirmed`]
+    /// (never a false ack), manual-ack deliveries not yet dispatched are
+    /// dropped (the broker redelivers them), the RPC a channel waited for
+    /// is kept to be sent again, a channel being closed is closed, and a
+    /// channel in transaction mode is closed (its transaction is lost).
+    pub(crate) fn lose(&mut self, reason: Error) {
+        if !self.is_open() {
+            return;
+        }
+        log::warn!("connection lost: {reason}");
+        let unconfirmed = Error::Unconfirmed(format!(
+            "the connection was lost before the broker confirmed this publish ({reason}); publish it again"
+        ));
+        let mut settle = Vec::new();
+        for (&number, ch) in &mut self.channels {
+            match &mut ch.state {
+                ChanState::Closed { .. } => continue,
+                ChanState::Closing { crossed } => {
+                    settle.push((number, crossed.take()));
+                    continue;
+                }
+                ChanState::Opening | ChanState::Open if ch.tx => {
+                    let lost = Error::ChannelWrongStateError(format!(
+                        "the connection was lost while the channel was in transaction mode: its transaction is \
+                         lost and the channel closed ({reason})"
+                    ));
+                    settle.push((number, Some(lost)));
+                    continue;
+                }
+                ChanState::Opening | ChanState::Open => {}
+            }
+            if !ch.expect.is_empty() && ch.expect != expect::CHANNEL_OPEN_OK {
+                ch.interrupted = ch.pending.take().map(|m| (m, ch.expect));
+            }
+            ch.pending = None;
+            ch.expect = &[];
+            ch.reply = None;
+            ch.assembler = ContentAssembler::default();
+            ch.state = ChanState::Opening;
+            ch.tag_offset = ch.last_tag;
+            if let Some(ledger) = &mut ch.confirms {
+                ledger.restart(&unconfirmed);
+            }
+            ch.consumers.connection_lost();
+        }
+        for (number, by_broker) in settle {
+            self.settle_channel(number, by_broker);
+        }
+        let channels = &self.channels;
+        self.events.retain(|e| match e {
+            Event::Deliver { channel, deliver, .. } => {
+                channels.get(channel).and_then(|c| c.consumers.auto_ack(&deliver.consumer_tag)).unwrap_or(false)
+            }
+            _ => true,
+        });
+        self.blocked_since = None;
+        self.conn_reply = None;
+        self.state = ConnState::Lost { reason };
+        self.wake = true;
+    }
+
+    /// A new connection replaced the lost one (recovery restores on it).
+    pub(crate) fn reconnected(&mut self, tuned: Tuned) {
+        self.tuned = tuned;
+        self.out.clear();
+        self.state = ConnState::Open;
+    }
+
+    /// The channels recovery reopens (those open or opening when the
+    /// connection was lost), by number.
+    pub(crate) fn channels_to_reopen(&self) -> Vec<(u16, u64)> {
+        let mut v: Vec<(u16, u64)> = self
+            .channels
+            .iter()
+            .filter(|(_, c)| matches!(c.state, ChanState::Opening))
+            .map(|(n, c)| (*n, c.id))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Sends `channel.open` again for a channel of the lost connection.
+    pub(crate) fn begin_reopen(&mut self, number: u16, id: u64) -> Result<()> {
+        self.check_open()?;
+        let ch = self.channels.get_mut(&number).filter(|c| c.id == id).ok_or_else(closed_channel)?;
+        ch.expect = expect::CHANNEL_OPEN_OK;
+        self.queue_method(number, ChannelOpen::default().into())
+    }
+
+    /// A reopened channel's qos settings, to send again.
+    pub(crate) fn channel_qos(&self, number: u16, id: u64) -> Vec<BasicQos> {
+        self.channels
+            .get(&number)
+            .filter(|c| c.id == id)
+            .map_or_else(Vec::new, |c| c.qos.iter().flatten().cloned().collect())
+    }
+
+    /// The RPC the loss interrupted on this channel, sent again now: its
+    /// caller is still waiting for the reply.
+    pub(crate) fn resend_interrupted(&mut self, number: u16, id: u64) -> Result<()> {
+        let Some(ch) = self.channels.get_mut(&number).filter(|c| c.id == id && c.is_open()) else { return Ok(()) };
+        let Some((method, expect)) = ch.interrupted.take() else { return Ok(()) };
+        log::debug!("channel {number}: sending {} again after recovery", method.name());
+        ch.expect = expect;
+        ch.reply = None;
+        ch.pending = Some(method.clone());
+        self.queue_method(number, method)
+    }
+
+    /// A server-named queue got a new name on recovery: its bindings,
+    /// consumers and name handle follow.
+    pub(crate) fn rename_queue(&mut self, old: &str, new: &str) {
+        log::info!("server-named queue {old} is now {new}");
+        self.topology.renamed(old, new);
+        for ch in self.channels.values_mut() {
+            ch.consumers.renamed(old, new);
+        }
+    }
+
+    /// Records what a successful RPC established (recovery only).
+    fn record(&mut self, number: u16, request: Method, reply: &Reply) {
+        let reply_method = match reply {
+            Reply::Method(m) => m,
+            Reply::Content(c) => &c.method,
+        };
+        match (&request, reply_method) {
+            (Method::QueueDeclare(_), Method::QueueDeclareOk(ok)) => {
+                self.topology.observe(&request, Some(&ok.queue));
+            }
+            (Method::BasicConsume(c), Method::BasicConsumeOk(_)) => {
+                if let Some(ch) = self.channels.get_mut(&number) {
+                    let spec =
+                        ConsumeSpec { queue: c.queue.clone(), exclusive: c.exclusive, arguments: c.arguments.clone() };
+                    ch.consumers.started(&c.consumer_tag, spec);
+                }
+            }
+            (Method::BasicCancel(c), _) => {
+                // An auto-delete queue goes with its last consumer.
+                let queue = self.channels.get(&number).and_then(|ch| ch.consumers.queue_of(&c.consumer_tag));
+                if let Some(queue) = queue.filter(|q| self.topology.is_auto_delete(q)) {
+                    let others = self.channels.values().map(|ch| ch.consumers.consumers_of(&queue)).sum::<usize>();
+                    if others <= 1 {
+                        self.topology.forget_queue(&queue);
+                    }
+                }
+            }
+            (Method::BasicQos(q), _) => {
+                if let Some(ch) = self.channels.get_mut(&number) {
+                    ch.qos[usize::from(q.global)] = Some(q.clone());
+                }
+            }
+            (Method::TxSelect(_), _) => {
+                if let Some(ch) = self.channels.get_mut(&number) {
+                    ch.tx = true;
+                }
+            }
+            _ => {
+                self.topology.observe(&request, None);
+            }
+        }
     }
 
     /// Ends the connection because the peer broke the protocol: queues a
@@ -247,6 +448,7 @@ impl Core {
         match &mut self.state {
             ConnState::Open => Ok(()),
             ConnState::Closing => Err(Error::ConnectionWrongStateError("connection is closing".into())),
+            ConnState::Lost { reason } => Err(reason.clone()),
             ConnState::Closed { reported: true, .. } => {
                 Err(Error::ConnectionWrongStateError("connection is closed".into()))
             }
@@ -335,7 +537,21 @@ impl Core {
 
     /// Queues a method on an open channel (acks, rejects: no reply).
     pub(crate) fn send(&mut self, number: u16, id: u64, method: Method) -> Result<()> {
-        self.channel_open(number, id)?;
+        let ch = self.channel_open(number, id)?;
+        let method = if ch.tag_offset > 0 {
+            match broker_tags(ch, method) {
+                Ok(m) => m,
+                Err(tag) => {
+                    log::warn!(
+                        "channel {number}: ack/nack/reject of delivery {tag} not sent: it came on a connection \
+                         that was lost, and the broker redelivers it"
+                    );
+                    return Ok(());
+                }
+            }
+        } else {
+            method
+        };
         self.queue_method(number, method)
     }
 
@@ -365,7 +581,7 @@ impl Core {
 
     fn handle_connection_method(&mut self, method: Method) -> Result<()> {
         match (&self.state, method) {
-            (ConnState::Closed { .. }, _) => Ok(()),
+            (ConnState::Closed { .. } | ConnState::Lost { .. }, _) => Ok(()),
             (_, Method::ConnectionClose(close)) => {
                 self.out.clear();
                 self.queue_method(0, ConnectionCloseOk {}.into())?;
@@ -376,7 +592,11 @@ impl Core {
                     }
                     _ => Error::ConnectionClosedByBroker { reply_code: close.reply_code, reply_text: close.reply_text },
                 };
-                self.close_unreported(reason);
+                if self.recovery && self.is_open() && close.reply_code == reply_code::CONNECTION_FORCED {
+                    self.lose(reason);
+                } else {
+                    self.close_unreported(reason);
+                }
                 Ok(())
             }
             (ConnState::Closing, Method::ConnectionCloseOk(m)) => {
@@ -531,6 +751,8 @@ impl Core {
         self.graveyard.extend(ch.consumers.clear());
         ch.expect = &[];
         ch.reply = None;
+        ch.pending = None;
+        ch.interrupted = None;
         ch.state = ChanState::Closed { by_broker };
         self.events.retain(|e| e.channel_id() != Some(id));
         self.wake = true;
@@ -565,7 +787,10 @@ impl Core {
             return Ok(());
         }
         match method {
-            Method::BasicDeliver(deliver) => {
+            Method::BasicDeliver(mut deliver) => {
+                let offset = ch.tag_offset;
+                deliver.delivery_tag += offset;
+                ch.last_tag = deliver.delivery_tag;
                 match ch.consumers.route(deliver, properties, body) {
                     Routed::Dispatch(deliver, properties, body) => {
                         self.events.push_back(Event::Deliver { channel: number, id, deliver, properties, body })
@@ -573,7 +798,8 @@ impl Core {
                     Routed::Kept => {}
                     // pika rejects (requeues) what arrives after a cancel.
                     Routed::Reject(delivery_tag) => {
-                        return self.queue_method(number, BasicReject { delivery_tag, requeue: true }.into())
+                        let delivery_tag = delivery_tag - offset;
+                        return self.queue_method(number, BasicReject { delivery_tag, requeue: true }.into());
                     }
                     Routed::Unknown(deliver) => log::warn!(
                         "channel {number}: dropped delivery {} for unknown consumer {:?}",
@@ -593,7 +819,10 @@ impl Core {
                 self.events.push_back(Event::Return { channel: number, id, returned: Box::new(returned) });
                 Ok(())
             }
-            method @ Method::BasicGetOk(_) => {
+            Method::BasicGetOk(mut ok) => {
+                ok.delivery_tag += ch.tag_offset;
+                ch.last_tag = ok.delivery_tag;
+                let method = ok.into();
                 match ch.accept_reply(Reply::Content(Content { method, properties, body })) {
                     Ok(()) => Ok(()),
                     Err(_) => Err(self.protocol_failure(
@@ -683,15 +912,22 @@ impl Core {
         method: Method,
         expect: &'static [(u16, u16)],
     ) -> Result<()> {
+        let record = self.recovery && !self.restoring;
         let ch = self.channel_open(number, id)?;
         ch.expect = expect;
         ch.reply = None;
+        ch.pending = record.then(|| method.clone());
         self.queue_method(number, method)
     }
 
     /// The RPC's reply, once it came (the wait's condition).
     pub(crate) fn take_reply(&mut self, number: u16, id: u64) -> Result<Option<Reply>> {
-        Ok(self.channel_waited(number, id)?.reply.take())
+        let ch = self.channel_waited(number, id)?;
+        let Some(reply) = ch.reply.take() else { return Ok(None) };
+        if let Some(request) = ch.pending.take() {
+            self.record(number, request, &reply);
+        }
+        Ok(Some(reply))
     }
 
     /// `Some(open)` for this channel, `None` if the number holds another.
@@ -887,6 +1123,18 @@ impl Core {
     pub(crate) fn take_conn_reply(&mut self) -> Option<Method> {
         self.conn_reply.take()
     }
+}
+
+/// An ack, nack or reject with the broker's delivery tag in place of the
+/// one handed out; `Err(tag)` if the delivery came on a lost connection.
+fn broker_tags(ch: &Channel, method: Method) -> std::result::Result<Method, u64> {
+    let translate = |tag: u64| ch.broker_tag(tag).ok_or(tag);
+    Ok(match method {
+        Method::BasicAck(a) => BasicAck { delivery_tag: translate(a.delivery_tag)?, ..a }.into(),
+        Method::BasicNack(n) => BasicNack { delivery_tag: translate(n.delivery_tag)?, ..n }.into(),
+        Method::BasicReject(r) => BasicReject { delivery_tag: translate(r.delivery_tag)?, ..r }.into(),
+        other => other,
+    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! made of. Nothing here calls user code.
 
 mod handshake;
+mod recovery;
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -43,6 +44,9 @@ pub(crate) struct Session {
     /// Where a large publish's body goes in the output (reused).
     gaps: Vec<(usize, Range<usize>)>,
     pub(crate) params: ConnectionParameters,
+    /// Automatic recovery, when on: its options, the host list and which
+    /// host is connected now.
+    recovery: Option<recovery::Recovery>,
 }
 
 impl Session {
@@ -62,6 +66,7 @@ impl Session {
             op_deadline: None,
             gaps: Vec::new(),
             params: ConnectionParameters::default(),
+            recovery: None,
         };
         s.handshake(&mut params, deadline)?;
         if params.heartbeat_keeper && s.core.tuned.heartbeat > 0 {
@@ -102,6 +107,21 @@ impl Session {
         reason
     }
 
+    /// The connection failed in a way recovery can repair (a lost stream, a
+    /// heartbeat timeout): with recovery on, the core marks it lost (the
+    /// next wait, or the call that saw it, recovers) and this returns
+    /// `Ok`; otherwise it ends as [`Session::fail`] says.
+    fn lost(&mut self, reason: Error) -> Result<()> {
+        let repairable = matches!(reason, Error::StreamLostError(_) | Error::AMQPHeartbeatTimeout(_) | Error::Tls(_));
+        if repairable && self.recovery.is_some() && self.core.is_open() {
+            self.core.lose(reason);
+            self.core.out.clear();
+            self.shut_down();
+            return Ok(());
+        }
+        Err(self.fail(reason))
+    }
+
     /// Once the core is closed: writes its last frames (a `close-ok`, or a
     /// `connection.close` saying why) if that can be done without garbling
     /// a frame, then shuts the socket. Idempotent.
@@ -130,7 +150,7 @@ impl Session {
     /// the places `gaps` names (a large publish, whose body is written from
     /// the caller's buffer instead of being copied into the output).
     fn flush_spliced(&mut self, body: &[u8], gaps: &[(usize, Range<usize>)]) -> Result<()> {
-        if self.core.is_closed() {
+        if self.core.is_ended() {
             self.shut_down();
             return Ok(());
         }
@@ -169,7 +189,7 @@ impl Session {
         self.core.out.clear();
         self.core.out.extend_from_slice(&queued);
         result?;
-        if self.core.is_closed() {
+        if self.core.is_ended() {
             self.shut_down();
             return Ok(());
         }
@@ -201,13 +221,13 @@ impl Session {
             };
             match written {
                 Ok(()) => return Ok(()),
-                Err(WriteError::Failed(e)) => return Err(self.fail(e)),
+                Err(WriteError::Failed(e)) => return self.lost(e),
                 Err(WriteError::TimedOut(left)) => {
                     done = total - left;
                     // Frames the broker sends meanwhile (blocked, close) are
                     // handled; replies they cause go after our bytes.
                     self.read_frames(Some(Duration::ZERO))?;
-                    if self.core.is_closed() {
+                    if self.core.is_ended() {
                         return Ok(());
                     }
                     self.check_deadlines(Instant::now(), false)?;
@@ -226,7 +246,7 @@ impl Session {
     /// Reads once (waiting at most `timeout`) and hands every whole frame
     /// to the core.
     fn read_frames(&mut self, timeout: Option<Duration>) -> Result<()> {
-        if self.core.is_closed() {
+        if self.core.is_ended() {
             return Ok(());
         }
         // Even when nothing new arrives, decode what is buffered: the
@@ -238,7 +258,7 @@ impl Session {
                 self.shut_down();
                 return Err(e);
             }
-            Err(e) => return Err(self.fail(e)),
+            Err(e) => return self.lost(e),
         }
         // Decoding a batch takes microseconds: one time for all its frames.
         let now = Instant::now();
@@ -256,7 +276,7 @@ impl Session {
                     return Err(e);
                 }
             };
-            if self.core.is_closed() {
+            if self.core.is_ended() {
                 // A broker close (reported by the next call that looks) or a
                 // protocol failure (reported now): nothing after it counts.
                 self.shut_down();
@@ -286,14 +306,17 @@ impl Session {
                 // Stale because nobody read (the user's code ran long), or
                 // because the peer is silent? What the socket holds decides.
                 self.read_frames(Some(Duration::ZERO))?;
+                if self.core.is_lost() {
+                    return Ok(());
+                }
                 if self.core.is_closed() {
                     return self.core.check_open();
                 }
                 if now.duration_since(self.t.last_io().0) >= interval * 2 {
-                    return Err(self.fail(Error::AMQPHeartbeatTimeout(format!(
+                    return self.lost(Error::AMQPHeartbeatTimeout(format!(
                         "No activity or too many missed heartbeats in the last {} seconds",
                         2 * hb
-                    ))));
+                    )));
                 }
             }
             if may_write && now.duration_since(last_write) >= interval / 2 && self.core.out.is_empty() {
@@ -337,6 +360,11 @@ impl Session {
         let mut polled = false;
         loop {
             self.flush()?;
+            // A lost connection is recovered (or the wait ends with why not).
+            if self.core.is_lost() {
+                self.recover()?;
+                continue;
+            }
             // While closing we still wait (for close-ok); once closed, the
             // reason ends every wait.
             if self.core.is_closed() {
@@ -347,6 +375,9 @@ impl Session {
             }
             let now = Instant::now();
             self.check_deadlines(now, true)?;
+            if self.core.is_lost() {
+                continue;
+            }
             if self.op_deadline.is_some_and(|d| now >= d) {
                 return Err(Error::Timeout("the operation's deadline passed".into()));
             }
@@ -389,7 +420,12 @@ impl Session {
     /// Queues a method that has no reply and writes it.
     pub(crate) fn send(&mut self, number: u16, id: u64, method: Method) -> Result<()> {
         self.core.send(number, id, method)?;
-        self.flush()
+        self.flush()?;
+        if self.core.is_lost() {
+            log::warn!("channel {number}: a method was not sent: the connection was lost (recovering)");
+            self.recover()?;
+        }
+        Ok(())
     }
 
     // ----- channels -----------------------------------------------------
@@ -413,6 +449,26 @@ impl Session {
 
     /// Encodes and writes one publish; in confirm mode returns its sequence number.
     pub(crate) fn publish(&mut self, number: u16, id: u64, publish: &Publish<'_>) -> Result<Option<u64>> {
+        let seq = self.publish_once(number, id, publish)?;
+        if !self.core.is_lost() {
+            return Ok(seq);
+        }
+        // Lost while writing. In confirm mode the publish's outcome is
+        // `Unconfirmed` (the caller publishes again); without confirms it is
+        // written again on the recovered connection, once.
+        self.recover()?;
+        if seq.is_some() {
+            return Ok(seq);
+        }
+        log::debug!("channel {number}: publishing again after recovery");
+        let again = self.publish_once(number, id, publish)?;
+        if self.core.is_lost() {
+            self.recover()?;
+        }
+        Ok(again)
+    }
+
+    fn publish_once(&mut self, number: u16, id: u64, publish: &Publish<'_>) -> Result<Option<u64>> {
         let (seq, flushed) = if publish.body.len() >= SPLICED_BODY {
             // A large body is written from the caller's buffer, not copied.
             let mut gaps = std::mem::take(&mut self.gaps);
@@ -503,6 +559,7 @@ impl Session {
     pub(crate) fn update_secret(&mut self, new_secret: &str, reason: &str) -> Result<()> {
         self.core.begin_update_secret(new_secret, reason)?;
         self.wait(None, None, &mut |s: &mut Session| Ok(s.core.take_conn_reply().is_some()))?;
+        self.secret_updated(new_secret);
         Ok(())
     }
 
