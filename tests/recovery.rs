@@ -688,3 +688,81 @@ fn a_recovery_interrupted_while_restoring_starts_over_and_ends_consistent() {
         assert_eq!(*got.borrow(), ["through the restored binding"]);
     });
 }
+
+// ---------------------------------------------------------------------------
+// examples/reliable_worker.rs
+// ---------------------------------------------------------------------------
+
+/// The example, built with this test's profile (`cargo test --all-targets`
+/// built it already; `cargo test --test recovery` has not).
+fn reliable_worker_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps").to_path_buf();
+    let target_dir = profile_dir.parent().expect("target dir").to_path_buf();
+    let mut cmd = std::process::Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--quiet", "--example", "reliable_worker", "--target-dir"])
+        .arg(&target_dir);
+    if profile_dir.file_name().is_some_and(|p| p == "release") {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("run cargo build");
+    assert!(out.status.success(), "building reliable_worker failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    profile_dir.join("examples").join("reliable_worker")
+}
+
+#[test]
+fn the_reliable_worker_example_goes_on_after_its_connection_is_cut() {
+    bounded(Duration::from_secs(120), || {
+        use std::io::{BufRead, BufReader};
+        let binary = reliable_worker_binary();
+        let mut cleanup = Cleanup::default();
+        let q = own_queue(&mut cleanup, "reliable-worker");
+        {
+            let conn = common::connect("reliable-worker-fill");
+            common::publish_numbered(&conn.channel().unwrap(), &q, 4);
+        }
+        let proxy = Arc::new(Proxy::start());
+        let mut child = std::process::Command::new("timeout")
+            .arg("60")
+            .arg(&binary)
+            .arg(format!("127.0.0.1:{}", proxy.port()))
+            .args(["--queue", &q])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start reliable_worker");
+        let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut lines: Vec<String> = Vec::new();
+        let mut cut = false;
+        let mut done: Vec<String> = Vec::new();
+        for line in stdout.lines() {
+            let line = line.expect("a line of output");
+            if line == " [x] Done" {
+                let task = lines.iter().rev().find_map(|l| l.strip_prefix(" [x] Received ")).unwrap_or_default();
+                let task = task.trim_end_matches(" (redelivered)").to_string();
+                if !done.contains(&task) {
+                    done.push(task);
+                }
+                if !cut {
+                    // After the first task: cut the connection under the worker.
+                    cut = true;
+                    proxy.set_mode(Mode::Close);
+                    wait_until("the worker's connection to die", DEAD_WITHIN, || proxy.is_dead(0));
+                    proxy.set_mode(Mode::Pass);
+                }
+            }
+            lines.push(line);
+            if done.len() == 4 {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = lines.join("\n");
+        assert!(out.contains(" [!] Connection lost"), "{out}");
+        assert!(out.contains(" [!] Recovered on 127.0.0.1"), "{out}");
+        done.sort();
+        assert_eq!(done, ["m0", "m1", "m2", "m3"], "every task done at least once:\n{out}");
+    });
+}
