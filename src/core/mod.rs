@@ -339,7 +339,8 @@ impl Core {
     /// caller is still waiting for the reply.
     pub(crate) fn resend_interrupted(&mut self, number: u16, id: u64) -> Result<()> {
         let Some(ch) = self.channels.get_mut(&number).filter(|c| c.id == id && c.is_open()) else { return Ok(()) };
-        let Some((method, expect)) = ch.interrupted.take() else { return Ok(()) };
+        let Some((mut method, expect)) = ch.interrupted.take() else { return Ok(()) };
+        self.topology.translate(&mut method);
         log::debug!("channel {number}: sending {} again after recovery", method.name());
         ch.expect = expect;
         ch.reply = None;
@@ -913,6 +914,10 @@ impl Core {
         expect: &'static [(u16, u16)],
     ) -> Result<()> {
         let record = self.recovery && !self.restoring;
+        let mut method = method;
+        if record {
+            self.topology.translate(&mut method);
+        }
         let ch = self.channel_open(number, id)?;
         ch.expect = expect;
         ch.reply = None;

@@ -61,6 +61,8 @@ pub(crate) struct Topology {
     pub(crate) bindings: Vec<Binding>,
     /// Every name a recorded queue had, to its current name.
     names: HashMap<String, QueueName>,
+    /// Names that recovery replaced (server-named queues declared again).
+    renamed: HashMap<String, QueueName>,
 }
 
 impl Topology {
@@ -126,6 +128,29 @@ impl Topology {
         self.bindings.retain(|b| !matches!(b, Binding::Queue(q) if q.queue == name));
     }
 
+    /// Puts the current name in place of a server-named queue's old name
+    /// in a request (such a name can never be valid again: the broker
+    /// refuses `amq.*` names from clients, and the queue died with its
+    /// connection).
+    pub(crate) fn translate(&self, method: &mut Method) {
+        if self.renamed.is_empty() {
+            return;
+        }
+        let queue = match method {
+            Method::QueueDeclare(m) => &mut m.queue,
+            Method::QueueBind(m) => &mut m.queue,
+            Method::QueueUnbind(m) => &mut m.queue,
+            Method::QueuePurge(m) => &mut m.queue,
+            Method::QueueDelete(m) => &mut m.queue,
+            Method::BasicConsume(m) => &mut m.queue,
+            Method::BasicGet(m) => &mut m.queue,
+            _ => return,
+        };
+        if let Some(current) = self.renamed.get(queue.as_str()) {
+            *queue = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        }
+    }
+
     /// Whether `name` is a recorded auto-delete queue.
     pub(crate) fn is_auto_delete(&self, name: &str) -> bool {
         self.queues.iter().any(|q| q.declare.auto_delete && q.name() == name)
@@ -145,7 +170,8 @@ impl Topology {
     pub(crate) fn renamed(&mut self, old: &str, new: &str) {
         if let Some(handle) = self.names.get(old).cloned() {
             *handle.lock().unwrap_or_else(|p| p.into_inner()) = new.to_owned();
-            self.names.insert(new.to_owned(), handle);
+            self.names.insert(new.to_owned(), handle.clone());
+            self.renamed.insert(old.to_owned(), handle);
         }
         for b in &mut self.bindings {
             if let Binding::Queue(q) = b {
@@ -225,6 +251,9 @@ mod tests {
         assert_eq!(t.current_name("amq.gen-old"), "amq.gen-newer");
         assert_eq!(t.queues[0].name(), "amq.gen-newer");
         assert_eq!(t.current_name("other"), "other");
+        let mut get: Method = crate::protocol::BasicGet { queue: "amq.gen-old".into(), ..Default::default() }.into();
+        t.translate(&mut get);
+        assert!(matches!(&get, Method::BasicGet(g) if g.queue == "amq.gen-newer"));
         assert!(matches!(&t.bindings[0], Binding::Queue(b) if b.queue == "amq.gen-newer"));
     }
 }
