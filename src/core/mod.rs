@@ -269,10 +269,12 @@ impl Core {
                 }
                 ChanState::Opening | ChanState::Open => {}
             }
-            if !ch.expect.is_empty() && ch.expect != expect::CHANNEL_OPEN_OK {
-                ch.interrupted = ch.pending.take().map(|m| (m, ch.expect));
+            // The caller's RPC (recovery's own are not kept in `pending`):
+            // kept to be sent again. A loss during a restore keeps the one
+            // an earlier loss interrupted.
+            if let Some(m) = ch.pending.take().filter(|_| !ch.expect.is_empty()) {
+                ch.interrupted = Some((m, ch.expect));
             }
-            ch.pending = None;
             ch.expect = &[];
             ch.reply = None;
             ch.assembler = ContentAssembler::default();
@@ -1147,6 +1149,7 @@ mod tests {
     //! The core driven with frames alone: no socket, no callbacks run.
     use super::*;
     use crate::protocol::{BasicAck, BasicConsumeOk, ChannelOpenOk, ConnectionCloseOk, ContentHeader, QueueDeclare};
+    use channel::expect;
 
     const Q: &str = "q";
 
@@ -1347,6 +1350,64 @@ mod tests {
         assert!(g.ended);
         assert_eq!(g.buffer.len(), 1, "messages before the cancel are still handed out");
         assert!(matches!(written(&mut core).as_slice(), [Frame::Method { method: Method::BasicCancelOk(_), .. }]));
+    }
+
+    #[test]
+    fn a_loss_during_a_restore_keeps_the_rpc_an_earlier_loss_interrupted() {
+        let mut core = open_core();
+        core.recovery = true;
+        let (n, id) = open_channel(&mut core);
+        let declare = QueueDeclare { queue: Q.into(), passive: true, ..Default::default() };
+        core.begin_rpc(n, id, declare.into(), expect::QUEUE_DECLARE_OK).unwrap();
+        core.lose(Error::StreamLostError("first".into()));
+        // The restore reopens the channel and sends its qos (not kept)...
+        core.reconnected(core.tuned.clone());
+        core.restoring = true;
+        core.begin_reopen(n, id).unwrap();
+        method(&mut core, n, ChannelOpenOk::default());
+        let qos = BasicQos { prefetch_count: 1, ..Default::default() };
+        core.begin_rpc(n, id, qos.into(), expect::BASIC_QOS_OK).unwrap();
+        // ... and the new connection dies too.
+        core.lose(Error::StreamLostError("second".into()));
+        core.reconnected(core.tuned.clone());
+        core.begin_reopen(n, id).unwrap();
+        method(&mut core, n, ChannelOpenOk::default());
+        core.restoring = false;
+        written(&mut core);
+        core.resend_interrupted(n, id).unwrap();
+        let frames = written(&mut core);
+        assert!(
+            matches!(frames.as_slice(), [Frame::Method { method: Method::QueueDeclare(d), .. }] if d.queue == Q),
+            "the caller's declare is sent again: {frames:?}"
+        );
+    }
+
+    #[test]
+    fn delivery_tags_stay_unique_and_stale_acks_are_not_sent_after_a_loss() {
+        let mut core = open_core();
+        core.recovery = true;
+        let (n, id) = open_channel(&mut core);
+        add_consumer(&mut core, n, id, "c");
+        deliver(&mut core, n, "c", 1);
+        deliver(&mut core, n, "c", 2);
+        core.events.clear();
+        core.lose(Error::StreamLostError("gone".into()));
+        core.reconnected(core.tuned.clone());
+        core.begin_reopen(n, id).unwrap();
+        method(&mut core, n, ChannelOpenOk::default());
+        written(&mut core);
+        // The new connection's first delivery is tag 1 on the wire, 3 here.
+        deliver(&mut core, n, "c", 1);
+        let Some(Event::Deliver { deliver: d, .. }) = core.events.pop_front() else { panic!("a delivery") };
+        assert_eq!(d.delivery_tag, 3);
+        core.send(n, id, BasicAck { delivery_tag: 2, multiple: false }.into()).unwrap();
+        assert!(written(&mut core).is_empty(), "an ack of the dead connection's delivery is not sent");
+        core.send(n, id, BasicAck { delivery_tag: 3, multiple: false }.into()).unwrap();
+        let frames = written(&mut core);
+        assert!(
+            matches!(frames.as_slice(), [Frame::Method { method: Method::BasicAck(a), .. }] if a.delivery_tag == 1),
+            "{frames:?}"
+        );
     }
 
     #[test]
