@@ -94,12 +94,15 @@ struct Run {
     consumer: BlockingChannel,
     seen: Rc<RefCell<Seen>>,
     lost: Arc<Mutex<(usize, usize)>>,
+    attempts_failed: Arc<Mutex<usize>>,
     next_id: u64,
     fates: BTreeMap<u64, Fate>,
     exchange: String,
     named_queue: String,
     faults: usize,
     trace: Vec<String>,
+    /// Bytes a connection writes in its handshake (the proxy counts them).
+    handshake: u64,
 }
 
 impl Run {
@@ -153,6 +156,33 @@ impl Run {
             if helper.join().is_err() {
                 self.fail("the reset never happened");
             }
+        }
+        self.faults += 1;
+    }
+
+    /// Cuts the connection now and the next one at a random point of its
+    /// restore (or soon after): the recovery's attempt fails and the next
+    /// one starts over.
+    fn fault_during_restore(&mut self) {
+        let offset = self.handshake + self.rng.below(400);
+        self.trace.push(format!("fault: cut now and the next connection at byte {offset}"));
+        let index = self.proxy.connections() - 1;
+        self.proxy.set_mode(Mode::CutAfter { dir: proxy::Dir::Up, bytes: offset });
+        let proxy = self.proxy.clone();
+        let helper = std::thread::spawn(move || {
+            // The next connection dies in its restore, or has gone past it
+            // (idle): either way the proxy passes again after a bound.
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline && !(proxy.connections() > index + 1 && proxy.is_dead(index + 1)) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            proxy.set_mode(Mode::Pass);
+        });
+        if let Err(e) = self.consumer.queue_declare(&self.named_queue, QueueDeclareOptions::default().passive(true)) {
+            self.fail(format!("the RPC the cut hit: {e}"));
+        }
+        if helper.join().is_err() {
+            self.fail("the restore-cut helper panicked");
         }
         self.faults += 1;
     }
@@ -229,7 +259,8 @@ impl Run {
                     self.fail(format!("passive declare of {q}: {e}"));
                 }
             }
-            _ => self.fault(),
+            85..=93 => self.fault(),
+            _ => self.fault_during_restore(),
         }
         self.check();
     }
@@ -241,15 +272,19 @@ fn run_seed(seed: u64, steps: u64) {
     let durable = cleanup.queue(&unique("model-recovery"));
     let proxy = Arc::new(Proxy::start());
     let lost = Arc::new(Mutex::new((0usize, 0usize)));
+    let attempts_failed = Arc::new(Mutex::new(0usize));
     let options = {
         let lost = lost.clone();
+        let failed = attempts_failed.clone();
         RecoveryOptions::default().initial_delay(0.05).max_delay(0.2).max_attempts(100).on_event(move |e| match e {
             RecoveryEvent::ConnectionLost { .. } => lost.lock().unwrap().0 += 1,
             RecoveryEvent::Recovered { .. } => lost.lock().unwrap().1 += 1,
+            RecoveryEvent::AttemptFailed { .. } => *failed.lock().unwrap() += 1,
             _ => {}
         })
     };
     let conn = common::connect_with(params("model-recovery").port(proxy.port()).recovery(options));
+    let handshake = proxy.bytes(0, proxy::Dir::Up);
     let publisher = conn.channel().unwrap();
     publisher.confirm_delivery().unwrap();
     let consumer = conn.channel().unwrap();
@@ -312,12 +347,14 @@ fn run_seed(seed: u64, steps: u64) {
         consumer,
         seen,
         lost,
+        attempts_failed,
         next_id: 0,
         fates: BTreeMap::new(),
         exchange,
         named_queue: named,
         faults: 0,
         trace: Vec::new(),
+        handshake,
     };
     for _ in 0..steps {
         run.step();
@@ -379,10 +416,11 @@ fn run_seed(seed: u64, steps: u64) {
     let distinct: BTreeSet<u64> = seen.durable.iter().map(|(id, _, _)| *id).collect();
     let unconfirmed = run.fates.values().filter(|f| **f == Fate::Unconfirmed).count();
     eprintln!(
-        "seed {seed}: {steps} steps, {} faults, {} recoveries, {} publishes ({} unconfirmed), {} deliveries \
+        "seed {seed}: {steps} steps, {} faults, {} recoveries ({} attempts cut mid-restore), {} publishes ({} unconfirmed), {} deliveries \
          ({} distinct, {} redelivered)",
         run.faults,
         run.lost.lock().unwrap().1,
+        *run.attempts_failed.lock().unwrap(),
         run.fates.len(),
         unconfirmed,
         seen.durable.len(),
