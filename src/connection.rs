@@ -532,16 +532,38 @@ impl BlockingConnection {
         // write is bounded by one deadline, even if the broker blocks us.
         self.shared.session.borrow_mut().op_deadline = Some(deadline);
         let channels = self.shared.session.borrow().core.open_channels();
+        // A close of the connection by the broker while the channels close
+        // (a stream answers the rejects of undispatched deliveries with 540)
+        // is what this call raises, as in pika.
+        let mut broker_close = None;
         for (number, id) in channels {
             let ch = BlockingChannel::handle(self.shared.clone(), number, id);
             // pika closes the channels with the connection's code and text.
             if let Err(e) = ch.close_with(reply_code, reply_text) {
                 log::warn!("closing channel {number} failed: {e}");
+                if broker_close.is_none() && matches!(e, Error::ConnectionClosedByBroker { .. }) {
+                    broker_close = Some(e);
+                }
             }
         }
         let result = {
             let mut session = self.shared.session.borrow_mut();
-            let r = if session.is_open() { session.close(reply_code, reply_text, deadline) } else { Ok(()) };
+            // A broker close that has arrived (unread) is reported too: it
+            // was sent before ours, so it is not a crossing close.
+            let arrived = match broker_close {
+                Some(e) => Err(e),
+                None if session.is_open() => session.wait(Some(Instant::now()), None, &mut |_| Ok(false)).map(drop),
+                None => Ok(()),
+            };
+            let r = match arrived {
+                Ok(()) if session.is_open() => session.close(reply_code, reply_text, deadline),
+                Ok(()) => Ok(()),
+                Err(e @ Error::ConnectionClosedByBroker { .. }) => Err(e),
+                Err(e) => {
+                    log::debug!("closing: {e}");
+                    Ok(())
+                }
+            };
             session.op_deadline = None;
             r
         };

@@ -1124,30 +1124,33 @@ impl Model {
         let mut open: Vec<(u16, u32)> =
             self.chans.iter().filter(|(_, c)| c.st == CS::Open).map(|(g, c)| (c.number, *g)).collect();
         open.sort();
+        let mut broker_closed = None;
         for (_, g) in open {
             if self.conn_open() && self.chans[&g].st == CS::Open {
                 let r = self.close_channel(g, plans.get(&g).copied().unwrap_or(CloseReact::Ok));
                 if let Some(r) = r.first() {
                     self.note(r);
+                    if let R::ConnCbb(code) = r {
+                        broker_closed.get_or_insert(*code);
+                    }
                 }
             }
         }
-        let result = match &self.conn {
-            Conn::Open => {
-                self.read_all();
-                match &self.conn {
-                    Conn::Open => vec![R::Ok],
-                    Conn::Closed(R::Stream, _) => vec![R::Ok, R::Stream],
-                    _ => vec![R::Ok],
-                }
-            }
-            // Crossing: closed while the channels closed.
-            Conn::Closed(R::Stream, _) => vec![R::Ok, R::Stream],
+        // A broker connection.close that arrived before ours was sent (read
+        // while the channels closed, or waiting unread) is raised, as pika
+        // does; one that crosses ours (the fake's Crossing answer) is not.
+        if matches!(self.conn, Conn::Open) {
+            self.read_all();
+        }
+        let result = match (&self.conn, broker_closed) {
+            (_, Some(code)) => vec![R::ConnCbb(code)],
+            (Conn::Open, _) => vec![R::Ok],
+            (Conn::Closed(R::Stream, _), _) => vec![R::Ok, R::Stream],
+            (Conn::Closed(R::ConnCbb(code), false), _) => vec![R::ConnCbb(*code)],
             _ => vec![R::Ok],
         };
         match &mut self.conn {
-            // A broker close crossing ours: closed as the client asked.
-            Conn::Open | Conn::Closed(R::ConnCbb(_), false) => self.conn = Conn::ClientClosed,
+            Conn::Open => self.conn = Conn::ClientClosed,
             Conn::Closed(_, reported) => *reported = true,
             Conn::ClientClosed => {}
         }
