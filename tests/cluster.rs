@@ -21,6 +21,7 @@
 //!    consistent.
 mod common;
 mod proxy;
+mod streams;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -439,6 +440,32 @@ fn tutorial_subscribers_survive_a_restart_of_their_node() {
     for (exchange, _, _) in &exchanges {
         let _ = channels[0].0.exchange_delete(exchange, Default::default());
     }
+}
+
+// ---------------------------------------------------------------------------
+// 3. Streams
+// ---------------------------------------------------------------------------
+
+/// The stream scenarios of tests/broker_streams.rs on node 1 (the stream is
+/// replicated on the three nodes): `x-stream-offset` as `first`, an offset,
+/// `next`, `last`, timestamps before and after, an interval, with a
+/// prefetch, and the `stream_consumer` example.
+#[test]
+#[ignore = "needs scripts/cluster; run alone: cargo test --test cluster -- --ignored --test-threads=1"]
+fn stream_queues_are_consumed_from_each_kind_of_offset() {
+    let port = cluster().ports[0];
+    all_nodes_up();
+    let params = ConnectionParameters::new("127.0.0.1")
+        .port(port)
+        .client_properties(FieldTable::from([("connection_name", "pikars-cluster-test:streams")]));
+    streams::first_delivers_every_message_in_order(&params);
+    streams::numeric_offset_starts_there(&params);
+    streams::next_delivers_only_new_messages(&params);
+    streams::last_starts_at_the_last_chunk(&params);
+    streams::timestamps_before_and_after_the_messages(&params);
+    streams::timestamp_and_interval_between_two_batches(&params);
+    streams::prefetch_bounds_unacked_deliveries(&params);
+    streams::example_consumes_count_messages_from_each_offset(&params);
 }
 
 // ---------------------------------------------------------------------------
