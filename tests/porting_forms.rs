@@ -310,19 +310,19 @@ fn connection_with_returns_the_error_of_the_close_at_the_exit_when_the_block_suc
 }
 
 #[test]
-fn connection_with_exit_is_ok_when_the_brokers_close_crosses_it_as_close_is() {
-    // pika raises ConnectionClosedByBroker(320) here; pikars's close()
-    // returns Ok when the broker's connection.close crosses its own
-    // (docs/lifecycle.md, "Closes that cross"), and so does the exit.
+fn connection_with_exit_returns_the_brokers_close_that_arrived_before_its_own_as_pika() {
+    // The broker's connection.close (320) arrives while the block does no
+    // I/O, before the exit sends its own: the exit's close() reads it and
+    // returns it, and with() too, as pika raises ConnectionClosedByBroker
+    // (320) here (docs/lifecycle.md).
     let test = "forms-with-conn-exit";
     let conn = BlockingConnection::new(params(test)).expect("connect");
     let observer = conn.channel().unwrap();
     let r = conn.with(|connection| {
-        // The broker closes the connection (320) while the block does no I/O.
         assert_eq!(broker_ctl::close_connection(&format!("pikars-test:{test}"), "test-close"), 1);
         assert!(connection.is_open(), "nothing was read yet");
         Ok(())
     });
-    assert!(r.is_ok(), "{r:?}");
+    assert!(matches!(r, Err(Error::ConnectionClosedByBroker { reply_code: 320, .. })), "{r:?}");
     assert!(observer.connection().is_closed());
 }
