@@ -527,7 +527,7 @@ fn s5_server_connection_close_320_fails_the_pending_call_and_closes_every_channe
 // ---------------------------------------------------------------------------
 
 #[test]
-fn s6_close_crossing_completes_within_a_second_and_close_returns_ok() {
+fn s6_close_crossing_completes_within_a_second() {
     let (addr, fake) = fake::start(|p: &mut Peer| {
         p.handshake(0);
         // The server closes at once; the client closes before reading it.
@@ -553,11 +553,21 @@ fn s6_close_crossing_completes_within_a_second_and_close_returns_ok() {
     let r = conn.close();
     let took = t0.elapsed();
     let (got_close, got_close_ok, eof, fake_done) = fake.join();
-    assert!(r.is_ok(), "close() while the broker closes too: {r:?}");
+    // Two correct endings, by when the broker's close arrives: before the
+    // client sent its own (close() reads it first and returns it, as pika,
+    // answering close-ok only), or crossing it (close() returns Ok; the
+    // broker sees the client's close, then its close-ok).
+    match r {
+        Ok(()) => assert!(got_close && got_close_ok, "crossing: close {got_close}, close-ok {got_close_ok}"),
+        Err(Error::ConnectionClosedByBroker { reply_code: 320, .. }) => {
+            assert!(got_close_ok && !got_close, "arrived first: close {got_close}, close-ok {got_close_ok}")
+        }
+        other => panic!("close() while the broker closes too: {other:?}"),
+    }
     assert!(took < Duration::from_secs(1), "client close took {took:?}");
     assert!(since(t0, fake_done) < Duration::from_secs(1), "broker side took {:?}", since(t0, fake_done));
     assert!(conn.is_closed());
-    assert!(got_close && got_close_ok && eof, "broker saw close {got_close}, close-ok {got_close_ok}, eof {eof}");
+    assert!(eof, "the broker saw the socket closed");
 }
 
 // ---------------------------------------------------------------------------
