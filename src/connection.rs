@@ -527,6 +527,9 @@ impl BlockingConnection {
     /// ```
     pub fn close_with(&self, reply_code: u16, reply_text: &str) -> Result<()> {
         self.shared.session.borrow_mut().core.check_open()?;
+        // The program's own close is never recovered, whatever happens
+        // while it runs.
+        self.shared.session.borrow_mut().disable_recovery();
         let deadline = Instant::now() + CLOSE_TIMEOUT;
         // Every wait of the close (channels, consumers, close-ok) and every
         // write is bounded by one deadline, even if the broker blocks us.
@@ -551,18 +554,17 @@ impl BlockingConnection {
             // A broker close that has arrived (unread) is reported too: it
             // was sent before ours, so it is not a crossing close.
             let arrived = match broker_close {
-                Some(e) => Err(e),
-                None if session.is_open() => session.wait(Some(Instant::now()), None, &mut |_| Ok(false)).map(drop),
-                None => Ok(()),
+                Some(e) => Some(e),
+                None if session.is_open() => match session.wait(Some(Instant::now()), None, &mut |_| Ok(false)) {
+                    Err(e @ Error::ConnectionClosedByBroker { .. }) => Some(e),
+                    _ => None,
+                },
+                None => None,
             };
             let r = match arrived {
-                Ok(()) if session.is_open() => session.close(reply_code, reply_text, deadline),
-                Ok(()) => Ok(()),
-                Err(e @ Error::ConnectionClosedByBroker { .. }) => Err(e),
-                Err(e) => {
-                    log::debug!("closing: {e}");
-                    Ok(())
-                }
+                Some(e) => Err(e),
+                None if session.is_open() => session.close(reply_code, reply_text, deadline),
+                None => Ok(()),
             };
             session.op_deadline = None;
             r

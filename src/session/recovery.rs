@@ -44,6 +44,12 @@ impl Session {
         self.recovery = Some(Recovery { options, hosts, current, running: false });
     }
 
+    /// Turns recovery off for good (the program closes the connection).
+    pub(crate) fn disable_recovery(&mut self) {
+        self.core.recovery = false;
+        self.recovery = None;
+    }
+
     /// `connection.update-secret` succeeded: recovery logs in with the new
     /// secret (as password of PLAIN credentials) from now on.
     pub(crate) fn secret_updated(&mut self, new_secret: &str) {
