@@ -11,6 +11,19 @@ use crate::error::Error;
 use crate::seconds::Seconds;
 
 /// What a recovery hook is told (see [`RecoveryOptions::on_event`]).
+///
+/// # Example
+///
+/// ```
+/// use pikars::{RecoveryEvent, RecoveryOptions};
+/// let options = RecoveryOptions::default().on_event(|event| match event {
+///     RecoveryEvent::ConnectionLost { reason } => eprintln!("lost: {reason}"),
+///     RecoveryEvent::Recovered { host, port, attempts } => eprintln!("back on {host}:{port} after {attempts}"),
+///     RecoveryEvent::GaveUp { error } => eprintln!("{error}"),
+///     _ => {}
+/// });
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum RecoveryEvent {
@@ -65,7 +78,15 @@ pub enum RecoveryEvent {
 
 /// A recovery hook. It runs on the connection's thread, in the middle of a
 /// blocking call, and is given no connection: it may log, count or signal,
-/// not use the connection.
+/// not use the connection. Made by [`RecoveryOptions::on_event`].
+///
+/// # Example
+///
+/// ```
+/// let options = pikars::RecoveryOptions::default().on_event(|e| eprintln!("{e:?}"));
+/// let hook: &pikars::RecoveryHook = options.on_event.as_ref().unwrap();
+/// assert_eq!(format!("{hook:?}"), "RecoveryHook(..)");
+/// ```
 #[derive(Clone)]
 pub struct RecoveryHook(pub(crate) Arc<dyn Fn(&RecoveryEvent) + Send + Sync>);
 
