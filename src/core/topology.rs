@@ -5,26 +5,16 @@
 //! channel's registry, qos and confirm mode on the channel itself.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use crate::protocol::{ExchangeBind, ExchangeDeclare, Method, QueueBind, QueueDeclare};
 
-/// The current name of a declared queue: a server-named queue gets a new
-/// name when recovery declares it again.
-pub(crate) type QueueName = Arc<Mutex<String>>;
-
-/// A queue as declared, and its current name.
+/// A queue as declared, and its current name (a server-named queue gets a
+/// new name when recovery declares it again).
 #[derive(Debug)]
 pub(crate) struct RecordedQueue {
     /// The declaration as sent (`queue` is `""` for a server-named queue).
     pub(crate) declare: QueueDeclare,
-    pub(crate) name: QueueName,
-}
-
-impl RecordedQueue {
-    pub(crate) fn name(&self) -> String {
-        self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
+    pub(crate) name: String,
 }
 
 /// A queue or exchange binding, as sent.
@@ -59,10 +49,9 @@ pub(crate) struct Topology {
     pub(crate) exchanges: Vec<ExchangeDeclare>,
     pub(crate) queues: Vec<RecordedQueue>,
     pub(crate) bindings: Vec<Binding>,
-    /// Every name a recorded queue had, to its current name.
-    names: HashMap<String, QueueName>,
-    /// Names that recovery replaced (server-named queues declared again).
-    renamed: HashMap<String, QueueName>,
+    /// Names that recovery replaced (server-named queues declared again),
+    /// each to the queue's current name.
+    renamed: HashMap<String, String>,
 }
 
 impl Topology {
@@ -87,13 +76,10 @@ impl Topology {
             Method::QueueDeclare(d) if !d.passive => {
                 let Some(name) = declared_name.map(str::to_owned) else { return };
                 let declare = QueueDeclare { ticket: 0, nowait: false, ..d.clone() };
-                if let Some(q) = self.queues.iter_mut().find(|q| q.name() == name) {
-                    q.declare = declare;
-                    return;
+                match self.queues.iter_mut().find(|q| q.name == name) {
+                    Some(q) => q.declare = declare,
+                    None => self.queues.push(RecordedQueue { declare, name }),
                 }
-                let q = RecordedQueue { declare, name: Arc::new(Mutex::new(name.clone())) };
-                self.names.insert(name, q.name.clone());
-                self.queues.push(q);
             }
             Method::QueueDelete(d) => self.forget_queue(&d.queue),
             Method::QueueBind(b) => {
@@ -123,8 +109,8 @@ impl Topology {
     /// Forgets a queue and its bindings (deleted, or auto-deleted with its
     /// last consumer).
     pub(crate) fn forget_queue(&mut self, name: &str) {
-        self.queues.retain(|q| q.name() != name);
-        self.names.retain(|_, current| *current.lock().unwrap_or_else(|p| p.into_inner()) != name);
+        self.queues.retain(|q| q.name != name);
+        self.renamed.retain(|_, current| current != name);
         self.bindings.retain(|b| !matches!(b, Binding::Queue(q) if q.queue == name));
     }
 
@@ -147,32 +133,31 @@ impl Topology {
             _ => return,
         };
         if let Some(current) = self.renamed.get(queue.as_str()) {
-            *queue = current.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            queue.clone_from(current);
         }
     }
 
     /// Whether `name` is a recorded auto-delete queue.
     pub(crate) fn is_auto_delete(&self, name: &str) -> bool {
-        self.queues.iter().any(|q| q.declare.auto_delete && q.name() == name)
+        self.queues.iter().any(|q| q.declare.auto_delete && q.name == name)
     }
 
     /// The current name of a queue that was declared as `name` (the same
     /// unless recovery renamed a server-named queue).
     pub(crate) fn current_name(&self, name: &str) -> String {
-        match self.names.get(name) {
-            Some(n) => n.lock().unwrap_or_else(|p| p.into_inner()).clone(),
-            None => name.to_owned(),
-        }
+        self.renamed.get(name).map_or(name, String::as_str).to_owned()
     }
 
     /// A server-named queue got a new name: its record, bindings and
     /// earlier names follow.
     pub(crate) fn renamed(&mut self, old: &str, new: &str) {
-        if let Some(handle) = self.names.get(old).cloned() {
-            *handle.lock().unwrap_or_else(|p| p.into_inner()) = new.to_owned();
-            self.names.insert(new.to_owned(), handle.clone());
-            self.renamed.insert(old.to_owned(), handle);
+        for q in self.queues.iter_mut().filter(|q| q.name == old) {
+            q.name = new.to_owned();
         }
+        for current in self.renamed.values_mut().filter(|c| *c == old) {
+            *current = new.to_owned();
+        }
+        self.renamed.insert(old.to_owned(), new.to_owned());
         for b in &mut self.bindings {
             if let Binding::Queue(q) = b {
                 if q.queue == old {
@@ -242,14 +227,14 @@ mod tests {
     }
 
     #[test]
-    fn a_renamed_server_named_queue_carries_its_bindings_and_handle() {
+    fn a_renamed_server_named_queue_carries_its_bindings_and_earlier_names() {
         let mut t = Topology::default();
         declare_queue(&mut t, "", "amq.gen-old");
         t.observe(&bind("amq.gen-old", "logs"), None);
         t.renamed("amq.gen-old", "amq.gen-new");
         t.renamed("amq.gen-new", "amq.gen-newer");
         assert_eq!(t.current_name("amq.gen-old"), "amq.gen-newer");
-        assert_eq!(t.queues[0].name(), "amq.gen-newer");
+        assert_eq!(t.queues[0].name, "amq.gen-newer");
         assert_eq!(t.current_name("other"), "other");
         let mut get: Method = crate::protocol::BasicGet { queue: "amq.gen-old".into(), ..Default::default() }.into();
         t.translate(&mut get);

@@ -229,7 +229,7 @@ impl Session {
             let r = self.rpc(channel.0, channel.1, e.into(), expect::EXCHANGE_DECLARE_OK);
             self.restored(&mut channel, r.map(drop), &what)?;
         }
-        let queues: Vec<_> = self.core.topology.queues.iter().map(|q| (q.declare.clone(), q.name())).collect();
+        let queues: Vec<_> = self.core.topology.queues.iter().map(|q| (q.declare.clone(), q.name.clone())).collect();
         for (declare, old) in queues {
             let what = format!("queue '{old}'");
             let r = self.rpc(channel.0, channel.1, declare.clone().into(), expect::QUEUE_DECLARE_OK);
