@@ -375,13 +375,18 @@ fn write_py_float(out: &mut String, v: f64) {
             out.push_str(frac);
         }
     } else {
-        let (first, rest) = digits.split_at(1);
-        out.push_str(first);
-        if !rest.is_empty() {
-            out.push('.');
-            out.push_str(rest);
-        }
+        write_mantissa(out, &digits);
         out.push_str(&format!("e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.unsigned_abs()));
+    }
+}
+
+/// The digits of scientific notation: `d` or `d.ddd`.
+fn write_mantissa(out: &mut String, digits: &str) {
+    let (first, rest) = digits.split_at(1);
+    out.push_str(first);
+    if !rest.is_empty() {
+        out.push('.');
+        out.push_str(rest);
     }
 }
 
@@ -411,12 +416,7 @@ fn write_py_decimal(out: &mut String, d: crate::Decimal) {
             out.push_str(&digits);
         }
     } else {
-        let (first, rest) = digits.split_at(1);
-        out.push_str(first);
-        if !rest.is_empty() {
-            out.push('.');
-            out.push_str(rest);
-        }
+        write_mantissa(out, &digits);
         out.push_str(&format!("E{adjusted}"));
     }
     out.push_str("')");

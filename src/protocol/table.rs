@@ -440,15 +440,9 @@ impl FieldValue {
     /// ```
     pub fn as_i64(&self) -> Option<i64> {
         match *self {
-            FieldValue::ShortShortInt(v) => Some(v.into()),
-            FieldValue::ShortShortUInt(v) => Some(v.into()),
-            FieldValue::ShortInt(v) => Some(v.into()),
-            FieldValue::ShortUInt(v) => Some(v.into()),
-            FieldValue::LongInt(v) => Some(v.into()),
-            FieldValue::LongUInt(v) => Some(v.into()),
-            FieldValue::LongLongInt(v) => Some(v),
             FieldValue::Timestamp(v) => i64::try_from(v).ok(),
-            _ => None,
+            // Every integer variant fits an i64.
+            _ => self.integer().and_then(|v| i64::try_from(v).ok()),
         }
     }
 
