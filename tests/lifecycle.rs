@@ -16,11 +16,13 @@ use std::cell::{Cell, RefCell};
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{connect, connect_with, declare_queue, message_count, params, safety_timer, text, unique, Cleanup};
+use common::{
+    bounded, connect, connect_with, declare_queue, message_count, params, safety_timer, text, unique, Cleanup,
+};
 use fake::{frame_bytes, method_bytes, Peer};
 use pikars::protocol::{
     BasicCancel, BasicCancelOk, BasicDeliver, ChannelClose, ChannelCloseOk, ConnectionClose, ConnectionCloseOk,
@@ -44,28 +46,6 @@ const SERVE: Duration = Duration::from_secs(25);
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Runs `body` on a thread of its own (named after the test) and fails the
-/// test if it has not finished within `limit`; re-raises its panic.
-fn bounded<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
-    let name = std::thread::current().name().unwrap_or("lifecycle").to_string();
-    let (done_tx, done_rx) = mpsc::channel();
-    let handle = std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || {
-            let r = body();
-            let _ = done_tx.send(());
-            r
-        })
-        .expect("spawn the test body");
-    match done_rx.recv_timeout(limit) {
-        Ok(()) | Err(RecvTimeoutError::Disconnected) => match handle.join() {
-            Ok(v) => v,
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-        Err(RecvTimeoutError::Timeout) => panic!("hang: {name} did not finish within {limit:?}"),
-    }
-}
 
 /// An exclusive queue of this connection (deleted with it).
 fn exclusive_queue(ch: &BlockingChannel, prefix: &str) -> String {

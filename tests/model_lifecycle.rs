@@ -25,6 +25,7 @@
 //! `PIKARS_MODEL_STEPS=<n>` sets the steps per seed; `PIKARS_MODEL_VERBOSE=1`
 //! prints each failure's trace.
 mod fake;
+mod rng;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -41,6 +42,7 @@ use pikars::{
     BasicConsumeOptions, BasicProperties, BasicPublishOptions, BlockingChannel, BlockingConnection,
     ConnectionParameters, Consume, ConsumeOptions, Error,
 };
+use rng::Rng;
 
 /// Seeds run by default, and steps per seed (8 x 12,500 = 100,000).
 const SEEDS: [u64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
@@ -62,32 +64,6 @@ const ABORT_AFTER: Duration = Duration::from_secs(20);
 const SEED_BOUND: Duration = Duration::from_secs(120);
 /// Bound on the fake's reaction to an asynchronous publish.
 const FENCE_BOUND: Duration = Duration::from_secs(3);
-
-// ---------------------------------------------------------------------------
-// Random numbers (splitmix64: no dependency, reproducible)
-// ---------------------------------------------------------------------------
-
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn percent(&mut self, p: u64) -> bool {
-        self.next() % 100 < p
-    }
-    fn pick<T: Clone>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len())].clone()
-    }
-}
 
 // ---------------------------------------------------------------------------
 // Normalised results

@@ -24,6 +24,7 @@
 //! sets the steps per seed.
 mod common;
 mod proxy;
+mod rng;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,6 +38,7 @@ use pikars::{
     QueueBindOptions, QueueDeclareOptions, RecoveryEvent, RecoveryOptions,
 };
 use proxy::{Mode, Proxy};
+use rng::Rng;
 
 const SEEDS: [u64; 4] = [1, 2, 3, 4];
 const STEPS_PER_SEED: u64 = 150;
@@ -44,23 +46,6 @@ const STEPS_PER_SEED: u64 = 150;
 const SEED_BOUND: Duration = Duration::from_secs(120);
 /// Bound on the final drain.
 const DRAIN_BOUND: Duration = Duration::from_secs(30);
-
-/// splitmix64: reproducible, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// A publish's outcome in the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +149,7 @@ impl Run {
     /// restore (or soon after): the recovery's attempt fails and the next
     /// one starts over.
     fn fault_during_restore(&mut self) {
-        let offset = self.handshake + self.rng.below(400);
+        let offset = self.handshake + self.rng.below(400) as u64;
         self.trace.push(format!("fault: cut now and the next connection at byte {offset}"));
         let index = self.proxy.connections() - 1;
         self.proxy.set_mode(Mode::CutAfter { dir: proxy::Dir::Up, bytes: offset });

@@ -32,28 +32,12 @@ const SAFETY: f64 = 30.0;
 /// How long a fault helper waits for the client's side to be seen dead.
 const DEAD_WITHIN: Duration = Duration::from_secs(20);
 
-/// Runs `body` on a thread of its own; fails the test if it takes longer than `limit`.
+/// [`common::bounded`], with pikars's log on stderr if `PIKARS_TEST_LOG` is set.
 fn bounded<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
     if std::env::var_os("PIKARS_TEST_LOG").is_some() && log::set_logger(&StderrLog).is_ok() {
         log::set_max_level(log::LevelFilter::Debug);
     }
-    let name = std::thread::current().name().unwrap_or("recovery").to_string();
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::Builder::new()
-        .name(name.clone())
-        .spawn(move || {
-            let r = body();
-            let _ = tx.send(());
-            r
-        })
-        .expect("spawn the test body");
-    match rx.recv_timeout(limit) {
-        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Ok(r) => r,
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("{name}: still running after {limit:?} (a hang)"),
-    }
+    common::bounded(limit, body)
 }
 
 /// The recovery events seen, as short names, for assertions.
@@ -291,39 +275,56 @@ fn pipelined_publishes_in_flight_get_unconfirmed_outcomes_and_later_ones_are_con
 // start_consuming in progress
 // ---------------------------------------------------------------------------
 
+/// A consumer's side of a fault test: a queue of the test's own holding
+/// `messages` numbered messages, a connection to it through the proxy with
+/// recovery on (heartbeat 1 s for the blackhole fault), a channel with
+/// `prefetch`, and the fault helper, which strikes when `go` is sent.
+struct Faulted {
+    _cleanup: Cleanup,
+    /// Dropping the proxy would close every connection through it.
+    _proxy: Arc<Proxy>,
+    q: String,
+    events: Events,
+    conn: BlockingConnection,
+    ch: BlockingChannel,
+    go: mpsc::Sender<()>,
+    helper: std::thread::JoinHandle<()>,
+}
+
+fn faulted_consumer(prefix: &str, messages: usize, prefetch: u16, fault: Mode) -> Faulted {
+    let mut cleanup = Cleanup::default();
+    let q = own_queue(&mut cleanup, prefix);
+    {
+        let conn = common::connect(&format!("{prefix}-fill"));
+        common::publish_numbered(&conn.channel().unwrap(), &q, messages);
+    }
+    let proxy = Arc::new(Proxy::start());
+    let events = Events::default();
+    let heartbeat = fault == Mode::Blackhole;
+    let mut p = through(&proxy, prefix, &events);
+    if heartbeat {
+        p = p.heartbeat(1);
+    }
+    let conn = connect(p);
+    let ch = conn.channel().unwrap();
+    ch.basic_qos(BasicQosOptions::default().prefetch_count(prefetch)).unwrap();
+    let (go, go_rx) = mpsc::channel::<()>();
+    let ready = move || {
+        let _ = go_rx.recv_timeout(DEAD_WITHIN);
+    };
+    let helper = if heartbeat { blackhole_when(&proxy, ready) } else { fault_when(&proxy, fault, ready) };
+    Faulted { _cleanup: cleanup, _proxy: proxy, q, events, conn, ch, go, helper }
+}
+
 /// A manual-ack consumer with prefetch 5 holds (does not ack) what it gets
 /// until the connection died and was recovered; `start_consuming` goes on
 /// across the recovery. The held deliveries come again marked redelivered
 /// with new delivery tags, the acks of the held (dead connection's) tags
 /// are not sent (no 406 closes the channel), and every message is acked
 /// once in the end: nothing is lost and the queue ends empty.
-fn consuming_in_progress(fault: Mode, heartbeat: bool) {
-    let mut cleanup = Cleanup::default();
-    let q = own_queue(&mut cleanup, "recovery-consume");
-    {
-        let conn = common::connect("recovery-consume-fill");
-        common::publish_numbered(&conn.channel().unwrap(), &q, 20);
-    }
-    let proxy = Arc::new(Proxy::start());
-    let events = Events::default();
-    let mut p = through(&proxy, "recovery-consume", &events);
-    if heartbeat {
-        p = p.heartbeat(1);
-    }
-    let conn = connect(p);
-    let ch = conn.channel().unwrap();
-    ch.basic_qos(BasicQosOptions::default().prefetch_count(5)).unwrap();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let helper = {
-        let ready = move || {
-            let _ = go_rx.recv_timeout(DEAD_WITHIN);
-        };
-        if heartbeat {
-            blackhole_when(&proxy, ready)
-        } else {
-            fault_when(&proxy, fault, ready)
-        }
-    };
+fn consuming_in_progress(fault: Mode) {
+    let Faulted { _cleanup, _proxy, q, events, conn, ch, go: go_tx, helper } =
+        faulted_consumer("recovery-consume", 20, 5, fault);
     let acked: Rc<RefCell<Vec<String>>> = Rc::default();
     let redelivered = Rc::new(Cell::new(0));
     let held: Rc<RefCell<Vec<u64>>> = Rc::default();
@@ -379,44 +380,26 @@ fn consuming_in_progress(fault: Mode, heartbeat: bool) {
 
 #[test]
 fn start_consuming_cut_while_it_waits_goes_on_with_redeliveries() {
-    bounded(LIMIT, || consuming_in_progress(Mode::Close, false));
+    bounded(LIMIT, || consuming_in_progress(Mode::Close));
 }
 
 #[test]
 fn start_consuming_reset_while_it_waits_goes_on_with_redeliveries() {
-    bounded(LIMIT, || consuming_in_progress(Mode::Reset, false));
+    bounded(LIMIT, || consuming_in_progress(Mode::Reset));
 }
 
 #[test]
 fn start_consuming_blackholed_until_the_heartbeat_timeout_goes_on() {
-    bounded(LIMIT, || consuming_in_progress(Mode::Blackhole, true));
+    bounded(LIMIT, || consuming_in_progress(Mode::Blackhole));
 }
 
 // ---------------------------------------------------------------------------
 // The consume() generator in progress
 // ---------------------------------------------------------------------------
 
-fn generator_in_progress(fault: Mode, heartbeat: bool) {
-    let mut cleanup = Cleanup::default();
-    let q = own_queue(&mut cleanup, "recovery-generator");
-    {
-        let conn = common::connect("recovery-generator-fill");
-        common::publish_numbered(&conn.channel().unwrap(), &q, 10);
-    }
-    let proxy = Arc::new(Proxy::start());
-    let events = Events::default();
-    let mut p = through(&proxy, "recovery-generator", &events);
-    if heartbeat {
-        p = p.heartbeat(1);
-    }
-    let conn = connect(p);
-    let ch = conn.channel().unwrap();
-    ch.basic_qos(BasicQosOptions::default().prefetch_count(2)).unwrap();
-    let (go_tx, go_rx) = mpsc::channel::<()>();
-    let ready = move || {
-        let _ = go_rx.recv_timeout(DEAD_WITHIN);
-    };
-    let helper = if heartbeat { blackhole_when(&proxy, ready) } else { fault_when(&proxy, fault, ready) };
+fn generator_in_progress(fault: Mode) {
+    let Faulted { _cleanup, _proxy, q, events, conn, ch, go: go_tx, helper } =
+        faulted_consumer("recovery-generator", 10, 2, fault);
     let mut acked = Vec::new();
     let mut go = Some(go_tx);
     let deadline = Instant::now() + Duration::from_secs(SAFETY as u64);
@@ -447,17 +430,17 @@ fn generator_in_progress(fault: Mode, heartbeat: bool) {
 
 #[test]
 fn the_consume_generator_cut_while_it_waits_goes_on() {
-    bounded(LIMIT, || generator_in_progress(Mode::Close, false));
+    bounded(LIMIT, || generator_in_progress(Mode::Close));
 }
 
 #[test]
 fn the_consume_generator_reset_while_it_waits_goes_on() {
-    bounded(LIMIT, || generator_in_progress(Mode::Reset, false));
+    bounded(LIMIT, || generator_in_progress(Mode::Reset));
 }
 
 #[test]
 fn the_consume_generator_blackholed_until_the_heartbeat_timeout_goes_on() {
-    bounded(LIMIT, || generator_in_progress(Mode::Blackhole, true));
+    bounded(LIMIT, || generator_in_progress(Mode::Blackhole));
 }
 
 // ---------------------------------------------------------------------------

@@ -105,6 +105,30 @@ pub fn message_count(conn: &BlockingConnection, queue: &str) -> u32 {
     ok.message_count
 }
 
+/// Runs `body` on a thread of its own (named after the test) and fails the
+/// test if it has not finished within `limit` (a hang becomes a failure,
+/// not a stuck suite); re-raises its panic.
+pub fn bounded<T: Send + 'static>(limit: Duration, body: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::sync::mpsc::{self, RecvTimeoutError};
+    let name = std::thread::current().name().unwrap_or("test").to_string();
+    let (done_tx, done_rx) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let r = body();
+            let _ = done_tx.send(());
+            r
+        })
+        .expect("spawn the test body");
+    match done_rx.recv_timeout(limit) {
+        Ok(()) | Err(RecvTimeoutError::Disconnected) => match handle.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(RecvTimeoutError::Timeout) => panic!("hang: {name} did not finish within {limit:?}"),
+    }
+}
+
 /// Polls `condition` every 20 ms until it holds, failing the test after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
