@@ -33,6 +33,9 @@ const MAX_STRING_CAPACITY: usize = 256;
 const MIN_SPARE_BODY: usize = 64 * 1024;
 /// The largest body buffer kept (one is kept per thread).
 const MAX_SPARE_BODY: usize = 16 * 1024 * 1024;
+/// Most bytes of small-body capacity kept per thread (about 1000 bodies of
+/// 512 bytes: one read's worth of small deliveries).
+const MAX_SPARE_SMALL_BODY_BYTES: usize = 512 * 1024;
 
 // The boxes themselves are what is reused (a decoded header holds a box).
 #[allow(clippy::vec_box)]
@@ -42,9 +45,10 @@ mod cache {
         pub(super) static STRINGS: RefCell<Strings> = const { RefCell::new(Strings { list: Vec::new(), bytes: 0 }) };
         pub(super) static PROPERTIES: RefCell<Vec<Box<BasicProperties>>> = const { RefCell::new(Vec::new()) };
         pub(super) static BODY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        pub(super) static SMALL_BODIES: RefCell<Bytes> = const { RefCell::new(Bytes { list: Vec::new(), bytes: 0 }) };
     }
 }
-use cache::{BODY, PROPERTIES, STRINGS};
+use cache::{BODY, PROPERTIES, SMALL_BODIES, STRINGS};
 
 /// The cached strings and the sum of their capacities.
 struct Strings {
@@ -58,6 +62,12 @@ impl Strings {
         self.bytes -= s.capacity();
         Some(s)
     }
+}
+
+/// The cached small bodies and the sum of their capacities.
+struct Bytes {
+    list: Vec<Vec<u8>>,
+    bytes: usize,
 }
 
 /// `bytes` as a `String` (invalid UTF-8 replaced), in a spare string if one
@@ -147,7 +157,8 @@ pub(crate) fn give_properties(mut properties: Box<BasicProperties>) {
 }
 
 /// An empty buffer for a body of `capacity` bytes: the spare large body if
-/// it is big enough, otherwise a new one.
+/// it is big enough, a spare small body (grown if need be) for a small one,
+/// otherwise a new one.
 pub(crate) fn body(capacity: usize) -> Vec<u8> {
     if capacity >= MIN_SPARE_BODY {
         let spare = BODY.try_with(|b| b.try_borrow_mut().ok().map(|mut b| std::mem::take(&mut *b))).ok().flatten();
@@ -155,13 +166,42 @@ pub(crate) fn body(capacity: usize) -> Vec<u8> {
             spare.clear();
             return spare;
         }
+        return Vec::with_capacity(capacity);
     }
-    Vec::with_capacity(capacity)
+    let spare = SMALL_BODIES
+        .try_with(|c| {
+            c.try_borrow_mut().ok().and_then(|mut c| {
+                let b = c.list.pop()?;
+                c.bytes -= b.capacity();
+                Some(b)
+            })
+        })
+        .ok()
+        .flatten();
+    match spare {
+        Some(mut spare) => {
+            spare.clear();
+            spare.reserve_exact(capacity);
+            spare
+        }
+        None => Vec::with_capacity(capacity),
+    }
 }
 
-/// Keeps a large body's buffer for the next large message (one per thread,
-/// at most 16 MiB).
+/// Keeps a body's buffer for the next message: small ones in a bounded
+/// list, one large one per thread (at most 16 MiB).
 pub(crate) fn give_body(body: Vec<u8>) {
+    if (1..MIN_SPARE_BODY).contains(&body.capacity()) {
+        let _ = SMALL_BODIES.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                if c.bytes + body.capacity() <= MAX_SPARE_SMALL_BODY_BYTES {
+                    c.bytes += body.capacity();
+                    c.list.push(body);
+                }
+            }
+        });
+        return;
+    }
     if (MIN_SPARE_BODY..=MAX_SPARE_BODY).contains(&body.capacity()) {
         let _ = BODY.try_with(|b| {
             if let Ok(mut b) = b.try_borrow_mut() {
@@ -194,7 +234,7 @@ mod tests {
     }
 
     #[test]
-    fn a_large_body_buffer_is_reused_empty_and_small_ones_are_not_kept() {
+    fn body_buffers_are_reused_empty() {
         let mut big = vec![7u8; 1 << 20];
         big.truncate(10);
         let ptr = big.as_ptr();
@@ -204,5 +244,23 @@ mod tests {
         assert_eq!(again.as_ptr(), ptr, "the same buffer");
         give_body(Vec::with_capacity(100));
         assert_eq!(body(1 << 20).capacity(), 1 << 20, "nothing cached: a new one");
+        let small = body(100);
+        assert_eq!(small.capacity(), 100, "the small one given back");
+        give_body(small);
+        let grown = body(200);
+        assert!(grown.is_empty() && grown.capacity() >= 200, "a small spare grows to what is asked");
+        give_body(grown);
+        let again = body(50);
+        assert!(again.is_empty() && again.capacity() >= 200);
+    }
+
+    #[test]
+    fn small_bodies_kept_are_bounded() {
+        for _ in 0..2 * MAX_SPARE_SMALL_BODY_BYTES / 1024 {
+            give_body(Vec::with_capacity(1024));
+        }
+        let kept = SMALL_BODIES.with(|c| c.borrow().bytes);
+        assert!(kept <= MAX_SPARE_SMALL_BODY_BYTES, "{kept}");
+        assert_eq!(kept, MAX_SPARE_SMALL_BODY_BYTES);
     }
 }
