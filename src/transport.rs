@@ -131,6 +131,8 @@ impl Io {
                 Ok(0) => return Err(WriteError::Failed(Error::StreamLostError("write returned 0".into()))),
                 Ok(n) => {
                     done += n;
+                    // One clock read per write: the heartbeat clock needs it,
+                    // and the deadline is checked against the same reading.
                     self.last_write = Instant::now();
                     if done < total && deadline.is_some_and(|d| self.last_write >= d) {
                         self.mid_write = true;
@@ -314,6 +316,34 @@ impl Transport {
             io.end = 0;
         }
         Ok(Some(r))
+    }
+
+    /// Decodes every whole frame in the buffer and hands each to `handle`
+    /// (a body frame's payload still in the buffer, as in
+    /// [`Transport::with_next_frame`]) until it returns `false`; each frame
+    /// handed over is consumed. One lock for the whole batch. `now` as in
+    /// [`Transport::next_frame`].
+    #[inline]
+    pub(crate) fn with_frames(
+        &self,
+        decoder: &FrameDecoder,
+        now: Instant,
+        mut handle: impl FnMut(FrameRef<'_>) -> bool,
+    ) -> Result<(), ProtocolError> {
+        let mut guard = lock(&self.io);
+        let io = &mut *guard;
+        let mut more = true;
+        while more {
+            let Some((frame, used)) = decoder.decode_ref(&io.buf[io.start..io.end])? else { break };
+            more = handle(frame);
+            io.last_frame = now;
+            io.start += used;
+        }
+        if io.start == io.end {
+            io.start = 0;
+            io.end = 0;
+        }
+        Ok(())
     }
 
     /// A copy of the first `n` buffered bytes (for the handshake's checks).
