@@ -71,6 +71,19 @@ fn cpu_ns() -> u64 {
         .sum()
 }
 
+/// A field of `/proc/self/status` in KiB (`VmRSS`: resident now, `VmHWM`:
+/// the peak), 0 where there is none.
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap_or("");
+    line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+thread_local! {
+    /// Resident memory once connected, before the workload's first buffer.
+    static BASE_RSS: Cell<u64> = const { Cell::new(0) };
+}
+
 /// Wall clock, CPU and allocation count at the start of the measured part.
 struct Mark(Instant, u64, u64);
 
@@ -86,10 +99,12 @@ impl Mark {
         let allocs = (ALLOCS.load(Relaxed) - self.2) as f64;
         println!(
             "RESULT workload={workload} impl=pikars n={n} wall_s={wall:.4} msgs_per_s={:.0} cpu_s={cpu:.4} \
-             cpu_us_per_msg={:.3} allocs_per_msg={:.3}{extra}",
+             cpu_us_per_msg={:.3} allocs_per_msg={:.3} rss_base_kib={} rss_peak_kib={}{extra}",
             n as f64 / wall,
             cpu * 1e6 / n as f64,
             allocs / n as f64,
+            BASE_RSS.get(),
+            status_kib("VmHWM:"),
         );
     }
 }
@@ -143,6 +158,7 @@ fn main() {
 fn run(a: &Args) -> Result<()> {
     let connection = BlockingConnection::new(a.params.clone())?;
     let channel = connection.channel()?;
+    BASE_RSS.set(status_kib("VmRSS:"));
     let body = vec![b'x'; a.size];
     let queue = || channel.queue_declare("", QueueDeclareOptions::default().exclusive(true)).map(|ok| ok.queue);
     let publish = |q: &str| channel.basic_publish("", q, &body, BasicPublishOptions::default());

@@ -346,6 +346,17 @@ impl Transport {
         Ok(())
     }
 
+    /// Whether the buffer holds a whole frame (one a batch left undecoded,
+    /// or one the heartbeat keeper read while the user's code ran): then
+    /// there is something to decode without reading.
+    pub(crate) fn has_frame(&self) -> bool {
+        let io = lock(&self.io);
+        let buffered = &io.buf[io.start..io.end];
+        // type, channel, size, payload, frame-end
+        buffered.len() >= 8
+            && u32::from_be_bytes([buffered[3], buffered[4], buffered[5], buffered[6]]) as usize <= buffered.len() - 8
+    }
+
     /// A copy of the first `n` buffered bytes (for the handshake's checks).
     pub(crate) fn peek(&self, n: usize) -> Vec<u8> {
         let io = lock(&self.io);

@@ -1,6 +1,7 @@
 //! Message content through the real RabbitMQ: every field-table type in
 //! headers, all 14 properties, and bodies at the frame-size boundaries.
 mod common;
+mod support;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -271,4 +272,43 @@ fn a_ten_mebibyte_body_round_trips_byte_identical() {
     // A 200 MiB body needs a broker that accepts it: RabbitMQ's
     // max_message_size (128 MiB by default) refuses it; the fake-broker
     // tests cover the declared-size limit.
+}
+
+#[test]
+fn consecutive_large_deliveries_are_received_into_one_body_buffer() {
+    // A large message is dispatched before the next one is decoded, so the
+    // buffer its callback had is the one the next message is received into:
+    // one body's worth of heap however many large messages are in flight.
+    const MIB: usize = 1024 * 1024;
+    let conn = connect("content-large-reuse");
+    let ch = conn.channel().unwrap();
+    let q = exclusive_queue(&ch);
+    let bodies: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; MIB]).collect();
+    for body in &bodies {
+        publish(&ch, &q, body, BasicProperties::default());
+    }
+    let seen = Rc::new(RefCell::new(0));
+    let (count, expected) = (seen.clone(), bodies.clone());
+    ch.basic_consume(
+        &q,
+        move |ch, method, _, body| {
+            let mut n = count.borrow_mut();
+            assert!(body == expected[*n].as_slice(), "delivery {n} differs");
+            *n += 1;
+            ch.basic_ack(method.delivery_tag, false)?;
+            if *n == expected.len() {
+                ch.stop_consuming(None)?;
+            }
+            Ok(())
+        },
+        BasicConsumeOptions::default(),
+    )
+    .unwrap();
+    let timer = safety_timer(&conn, 30.0, "four large deliveries");
+    let (consumed, heap) = support::measure(|| ch.start_consuming());
+    consumed.unwrap();
+    conn.remove_timeout(timer);
+    assert_eq!(*seen.borrow(), 4);
+    assert!(heap.peak_bytes >= MIB, "the first body is allocated while measured: {heap:?}");
+    assert!(heap.peak_bytes < MIB + MIB / 2, "one body buffer at a time: {heap:?}");
 }

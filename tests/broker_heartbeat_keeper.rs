@@ -79,3 +79,35 @@ fn slow_callbacks_lose_their_connection_without_the_keeper_as_in_pika() {
     wait_until("requeue after the drop", Duration::from_secs(10), || message_count(&check, &queue) >= 2);
     assert!(message_count(&check, &queue) <= 3);
 }
+
+#[test]
+fn a_delivery_the_keeper_read_is_dispatched_without_waiting_for_more_bytes() {
+    // The keeper reads what the broker sends while the user's code runs; the
+    // next process_data_events dispatches it at once instead of blocking on
+    // the socket until the broker sends something else (its next heartbeat).
+    let mut cleanup = Cleanup::default();
+    let conn = connect_with(params("keeper-buffered").heartbeat(20).heartbeat_keeper(true));
+    let ch = conn.channel().unwrap();
+    let queue = declare_queue(&ch, &mut cleanup, "keeper-buffered");
+    let got = Rc::new(RefCell::new(0));
+    let got2 = got.clone();
+    ch.basic_consume(
+        &queue,
+        move |_, _, _, _| {
+            *got2.borrow_mut() += 1;
+            Ok(())
+        },
+        BasicConsumeOptions::default().auto_ack(true),
+    )
+    .unwrap();
+    let publisher = connect("keeper-buffered-publisher");
+    publisher.channel().unwrap().basic_publish("", &queue, "while the user works", None).unwrap();
+    // The user's own work, outside any pikars call, for more than one keeper
+    // tick (5 s): the delivery is in the keeper's buffer by its end, and the
+    // broker sends nothing more until its heartbeat, 10 s after the delivery.
+    std::thread::sleep(Duration::from_secs(7));
+    let started = Instant::now();
+    conn.process_data_events(Some(20.0)).unwrap();
+    assert_eq!(*got.borrow(), 1, "the buffered delivery was dispatched");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}

@@ -119,12 +119,32 @@ struct mark {
 
 static struct mark mark_now(void) { return (struct mark){now_s(), cpu_ns()}; }
 
+/* A field of /proc/self/status in KiB (VmRSS: resident now, VmHWM: the peak), 0 if none. */
+static long status_kib(const char *field) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long kib = 0;
+  size_t len = strlen(field);
+  if (!f) return 0;
+  while (fgets(line, sizeof line, f)) {
+    if (!strncmp(line, field, len)) {
+      kib = strtol(line + len, NULL, 10);
+      break;
+    }
+  }
+  fclose(f);
+  return kib;
+}
+
+/* Resident memory once connected, before the workload's first buffer. */
+static long base_rss_kib;
+
 static void report(struct mark m, const char *name, size_t n, const char *extra) {
   double wall = now_s() - m.wall;
   double cpu = (cpu_ns() - m.cpu) / 1e9;
   printf("RESULT workload=%s impl=rabbitmq-c n=%zu wall_s=%.4f msgs_per_s=%.0f cpu_s=%.4f "
-         "cpu_us_per_msg=%.3f%s\n",
-         name, n, wall, n / wall, cpu, cpu * 1e6 / n, extra);
+         "cpu_us_per_msg=%.3f rss_base_kib=%ld rss_peak_kib=%ld%s\n",
+         name, n, wall, n / wall, cpu, cpu * 1e6 / n, base_rss_kib, status_kib("VmHWM:"), extra);
   fflush(stdout);
 }
 
@@ -374,13 +394,14 @@ int main(int argc, char **argv) {
   const char *rpc_name = getenv("BENCH_RPC_QUEUE");
   amqp_bytes_t rpc_queue = amqp_cstring_bytes(rpc_name && *rpc_name ? rpc_name : "pikars_bench_rpc");
 
+  amqp_connection_state_t conn = connect_to(host, port);
+  base_rss_kib = status_kib("VmRSS:");
   char *payload = malloc(size ? size : 1);
   if (!payload) die("out of memory");
   memset(payload, 'x', size);
   amqp_bytes_t body = {size, payload};
   size_t warmup = n / 10 < 1 ? 1 : n / 10 > 1000 ? 1000 : n / 10;
 
-  amqp_connection_state_t conn = connect_to(host, port);
   if (!strcmp(workload, "publish")) {
     amqp_bytes_t q = declare_exclusive(conn);
     for (size_t i = 0; i < warmup; i++) publish(conn, q, body);

@@ -47,6 +47,17 @@ pub(crate) enum Event {
 }
 
 impl Event {
+    /// Whether the event holds a body large enough to have its own buffer
+    /// (see [`Core::holds_large_content`]).
+    fn has_large_body(&self) -> bool {
+        let body = match self {
+            Event::Deliver { body, .. } => body,
+            Event::Return { returned, .. } => &returned.body,
+            _ => return false,
+        };
+        body.len() >= crate::protocol::spare::MIN_SPARE_BODY
+    }
+
     /// The channel (its id) the event belongs to, if any.
     fn channel_id(&self) -> Option<u64> {
         match self {
@@ -178,6 +189,13 @@ impl Core {
     /// Lost, with recovery to run.
     pub(crate) fn is_lost(&self) -> bool {
         matches!(self.state, ConnState::Lost { .. })
+    }
+
+    /// Whether the newest undispatched event holds a large body: the
+    /// driver then stops decoding until it is dispatched, so that the next
+    /// large message reuses its buffer instead of needing a second one.
+    pub(crate) fn holds_large_content(&self) -> bool {
+        self.events.back().is_some_and(Event::has_large_body)
     }
 
     /// Closed or lost: the socket is done with.

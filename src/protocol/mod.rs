@@ -28,7 +28,7 @@ mod error;
 mod frame;
 mod method;
 mod properties;
-mod spare;
+pub(crate) mod spare;
 mod table;
 
 pub use codec::{MAX_NESTING_DEPTH, SHORTSTR_MAX};

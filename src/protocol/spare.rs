@@ -30,7 +30,7 @@ const MAX_STRING_CAPACITY: usize = 256;
 /// Bodies at least this large are worth keeping for the next large message:
 /// the allocator serves them with fresh pages (mmap) each time otherwise,
 /// and faulting in a mebibyte costs more than decoding it.
-const MIN_SPARE_BODY: usize = 64 * 1024;
+pub(crate) const MIN_SPARE_BODY: usize = 64 * 1024;
 /// The largest body buffer kept (one is kept per thread).
 const MAX_SPARE_BODY: usize = 16 * 1024 * 1024;
 /// Most bytes of small-body capacity kept per thread (about 1000 bodies of

@@ -271,8 +271,11 @@ impl Session {
         if self.core.is_ended() {
             return Ok(());
         }
-        // Even when nothing new arrives, decode what is buffered: the
-        // heartbeat keeper may have read it while the user's code ran.
+        // Whole frames already buffered are decoded without waiting for
+        // more; otherwise, even when nothing new arrives, decode what is
+        // buffered: the heartbeat keeper may have read part of it.
+        let timeout =
+            if timeout.is_some_and(|t| t.is_zero()) || !self.t.has_frame() { timeout } else { Some(Duration::ZERO) };
         match self.t.fill(timeout, self.decoder_limit()) {
             Ok(_) => {}
             Err(Error::Protocol(e)) => {
@@ -290,8 +293,9 @@ impl Session {
             log::trace!("received {frame:?}");
             handled = core.handle_frame_ref(frame);
             // A broker close (reported by the next call that looks) or a
-            // protocol failure (reported now): nothing after it counts.
-            handled.is_ok() && !core.is_ended()
+            // protocol failure (reported now): nothing after it counts. A
+            // large message is dispatched before the next one is decoded.
+            handled.is_ok() && !core.is_ended() && !core.holds_large_content()
         });
         if let Err(e) = decoded {
             let e = self.core.decode_failure(e);
