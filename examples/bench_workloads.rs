@@ -84,16 +84,24 @@ thread_local! {
     static BASE_RSS: Cell<u64> = const { Cell::new(0) };
 }
 
+/// A `getpid` system call at the start and at the end of the measured
+/// part: `scripts/cpu-split` finds the part in a profile by these two.
+fn phase_marker() {
+    std::hint::black_box(std::process::id());
+}
+
 /// Wall clock, CPU and allocation count at the start of the measured part.
 struct Mark(Instant, u64, u64);
 
 impl Mark {
     fn now() -> Mark {
+        phase_marker();
         Mark(Instant::now(), cpu_ns(), ALLOCS.load(Relaxed))
     }
 
     /// Prints the RESULT line for `n` messages since this mark.
     fn report(&self, workload: &str, n: usize, extra: &str) {
+        phase_marker();
         let wall = self.0.elapsed().as_secs_f64();
         let cpu = (cpu_ns() - self.1) as f64 / 1e9;
         let allocs = (ALLOCS.load(Relaxed) - self.2) as f64;
