@@ -15,6 +15,11 @@ use crate::protocol::{Frame, FrameDecoder, FrameRef, ProtocolError, HEARTBEAT_FR
 const READ_BUFFER_SIZE: usize = 256 * 1024;
 /// Most slices handed to one `writev` (Linux allows 1024).
 const MAX_IOV: usize = 64;
+/// Most bytes handed to one `writev`. A large body goes out a frame's worth
+/// at a time, as the C client sends it: one 1 MiB `writev` spent 15% less
+/// CPU but the broker took 1 MiB publishes 10% slower (2,000 of them,
+/// 4 rounds: 923 against 1,014 msg/s, medians).
+const WRITE_CHUNK: usize = 128 * 1024;
 
 enum Stream {
     Plain(TcpStream),
@@ -161,7 +166,7 @@ impl Io {
     }
 
     /// [`Io::write_all`] for several slices written as one stream of bytes
-    /// (`writev`, up to [`MAX_IOV`] slices a call), starting `skip` bytes in,
+    /// (`writev`, up to [`MAX_IOV`] slices and [`WRITE_CHUNK`] bytes a call), starting `skip` bytes in,
     /// so a large body goes out from the caller's buffer. No allocation.
     fn write_all_parts(
         &mut self,
@@ -176,15 +181,18 @@ impl Io {
             let mut iov = [io::IoSlice::new(&[]); MAX_IOV];
             let mut used = 0;
             let mut at = skip + done;
+            let mut budget = WRITE_CHUNK;
             for p in parts {
                 if at >= p.len() {
                     at -= p.len();
                     continue;
                 }
-                iov[used] = io::IoSlice::new(&p[at..]);
+                let take = (p.len() - at).min(budget);
+                iov[used] = io::IoSlice::new(&p[at..at + take]);
+                budget -= take;
                 at = 0;
                 used += 1;
-                if used == MAX_IOV {
+                if used == MAX_IOV || budget == 0 {
                     break;
                 }
             }
