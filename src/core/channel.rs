@@ -149,3 +149,51 @@ pub(crate) mod expect {
     pub(crate) const TX_COMMIT_OK: &[(u16, u16)] = &[(90, 21)];
     pub(crate) const TX_ROLLBACK_OK: &[(u16, u16)] = &[(90, 31)];
 }
+
+/// The channels by number: a vector indexed by the number (numbers are
+/// small and dense: a new channel takes the lowest free one), each channel
+/// boxed so that an empty slot costs a pointer. A lookup is an index, not a
+/// hash: every frame and every channel call makes one or more.
+#[derive(Debug, Default)]
+pub(crate) struct Channels {
+    slots: Vec<Option<Box<Channel>>>,
+}
+
+impl Channels {
+    #[inline]
+    pub(crate) fn get(&self, number: &u16) -> Option<&Channel> {
+        self.slots.get(usize::from(*number))?.as_deref()
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, number: &u16) -> Option<&mut Channel> {
+        self.slots.get_mut(usize::from(*number))?.as_deref_mut()
+    }
+
+    /// Puts `channel` at `number`, returning the one that was there.
+    pub(crate) fn insert(&mut self, number: u16, channel: Channel) -> Option<Channel> {
+        let i = usize::from(number);
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        self.slots[i].replace(Box::new(channel)).map(|old| *old)
+    }
+
+    /// Every channel with its number, in number order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u16, &Channel)> {
+        self.slots.iter().enumerate().filter_map(|(n, c)| Some((u16::try_from(n).ok()?, c.as_deref()?)))
+    }
+
+    /// [`Channels::iter`], mutably.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (u16, &mut Channel)> {
+        self.slots.iter_mut().enumerate().filter_map(|(n, c)| Some((u16::try_from(n).ok()?, c.as_deref_mut()?)))
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Channel> {
+        self.slots.iter().filter_map(|c| c.as_deref())
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut Channel> {
+        self.slots.iter_mut().filter_map(|c| c.as_deref_mut())
+    }
+}

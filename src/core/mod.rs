@@ -27,14 +27,13 @@ pub(crate) use consumers::{ConsumeSpec, ConsumerCallback, Consumers, Delivery, G
 pub(crate) use topology::{Binding, Topology};
 
 use crate::error::{reply_code, Error, Result, ReturnedMessage};
-use crate::fxhash::FxHashMap;
 use crate::protocol::{
     encode_publish, Assembled, BasicAck, BasicCancel, BasicCancelOk, BasicDeliver, BasicNack, BasicProperties,
     BasicQos, BasicReject, ChannelClose, ChannelCloseOk, ChannelFlowOk, ChannelOpen, ConnectionBlocked,
     ConnectionClose, ConnectionCloseOk, Content, ContentAssembler, FieldTable, Frame, FrameRef, Method, ProtocolError,
     Publish, FRAME_MIN_SIZE,
 };
-use channel::{ChanState, Channel};
+use channel::{ChanState, Channel, Channels};
 
 /// Something to hand to user code at the next dispatch point.
 #[derive(Debug)]
@@ -112,7 +111,7 @@ pub(crate) fn closed_channel() -> Error {
 pub(crate) struct Core {
     state: ConnState,
     pub(crate) tuned: Tuned,
-    channels: FxHashMap<u16, Channel>,
+    channels: Channels,
     next_id: u64,
     /// Events in arrival order, for dispatch.
     pub(crate) events: VecDeque<Event>,
@@ -161,7 +160,7 @@ impl Core {
                 heartbeat: 0,
                 server_properties: FieldTable::new(),
             },
-            channels: FxHashMap::default(),
+            channels: Channels::default(),
             recovery: false,
             restoring: false,
             topology: Topology::default(),
@@ -270,7 +269,7 @@ impl Core {
             "the connection was lost before the broker confirmed this publish ({reason}); publish it again"
         ));
         let mut settle = Vec::new();
-        for (&number, ch) in &mut self.channels {
+        for (number, ch) in self.channels.iter_mut() {
             match &mut ch.state {
                 ChanState::Closed { .. } => continue,
                 ChanState::Closing { crossed } => {
@@ -333,7 +332,7 @@ impl Core {
             .channels
             .iter()
             .filter(|(_, c)| matches!(c.state, ChanState::Opening))
-            .map(|(n, c)| (*n, c.id))
+            .map(|(n, c)| (n, c.id))
             .collect();
         v.sort_unstable();
         v
@@ -969,7 +968,7 @@ impl Core {
     /// The open channels, by number.
     pub(crate) fn open_channels(&self) -> Vec<(u16, u64)> {
         let mut v: Vec<(u16, u64)> =
-            self.channels.iter().filter(|(_, c)| c.is_open()).map(|(n, c)| (*n, c.id)).collect();
+            self.channels.iter().filter(|(_, c)| c.is_open()).map(|(n, c)| (n, c.id)).collect();
         v.sort_unstable();
         v
     }
