@@ -73,6 +73,8 @@ struct Io {
     end: usize,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    /// The write timeout last asked for, before rounding.
+    write_timeout_asked: Option<Duration>,
     /// When the last whole frame was decoded: the liveness clock. (Bytes
     /// alone are not enough: if a corrupted size field has the decoder
     /// waiting for a frame that never ends, the broker's heartbeats would
@@ -87,6 +89,15 @@ struct Io {
 }
 
 impl Io {
+    /// Whether the buffer holds a whole frame (one a batch left undecoded,
+    /// or one the heartbeat keeper read while the user's code ran).
+    fn has_frame(&self) -> bool {
+        let buffered = &self.buf[self.start..self.end];
+        // type, channel, size, payload, frame-end
+        buffered.len() >= 8
+            && u32::from_be_bytes([buffered[3], buffered[4], buffered[5], buffered[6]]) as usize <= buffered.len() - 8
+    }
+
     fn compact(&mut self) {
         if self.start > 0 && (self.end == self.buf.len() || self.start > self.buf.len() / 2) {
             self.buf.copy_within(self.start..self.end, 0);
@@ -157,6 +168,12 @@ impl Io {
     }
 
     fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<(), WriteError> {
+        // The same timeout as last time (every fast-path write asks for one
+        // slice) needs neither rounding nor a system call.
+        if timeout == self.write_timeout_asked {
+            return Ok(());
+        }
+        self.write_timeout_asked = timeout;
         let timeout = timeout.map(quantize);
         if timeout != self.write_timeout {
             self.stream.tcp().set_write_timeout(timeout).map_err(|e| WriteError::Failed(stream_lost(e)))?;
@@ -287,6 +304,7 @@ impl Transport {
             end: 0,
             read_timeout: timeout,
             write_timeout: timeout,
+            write_timeout_asked: timeout,
             last_frame: now,
             last_write: now,
             failure: None,
@@ -354,17 +372,6 @@ impl Transport {
         Ok(())
     }
 
-    /// Whether the buffer holds a whole frame (one a batch left undecoded,
-    /// or one the heartbeat keeper read while the user's code ran): then
-    /// there is something to decode without reading.
-    pub(crate) fn has_frame(&self) -> bool {
-        let io = lock(&self.io);
-        let buffered = &io.buf[io.start..io.end];
-        // type, channel, size, payload, frame-end
-        buffered.len() >= 8
-            && u32::from_be_bytes([buffered[3], buffered[4], buffered[5], buffered[6]]) as usize <= buffered.len() - 8
-    }
-
     /// A copy of the first `n` buffered bytes (for the handshake's checks).
     pub(crate) fn peek(&self, n: usize) -> Vec<u8> {
         let io = lock(&self.io);
@@ -383,7 +390,9 @@ impl Transport {
     }
 
     /// Reads more bytes, waiting at most `timeout` (`Some(ZERO)` polls
-    /// without blocking). Returns `Ok(false)` if the wait timed out.
+    /// without blocking). Returns `Ok(false)` if the wait timed out. If a
+    /// whole frame is buffered already, returns `Ok(true)` at once: it is
+    /// decoded without waiting for more (the next fill reads).
     ///
     /// `limit` is the largest frame the decoder accepts; the buffer grows to
     /// hold one, never beyond it.
@@ -391,6 +400,9 @@ impl Transport {
         let mut io = lock(&self.io);
         if let Some(e) = io.failure.take() {
             return Err(e);
+        }
+        if io.has_frame() {
+            return Ok(true);
         }
         io.compact();
         if io.end == io.buf.len() {

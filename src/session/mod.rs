@@ -271,11 +271,9 @@ impl Session {
         if self.core.is_ended() {
             return Ok(());
         }
-        // Whole frames already buffered are decoded without waiting for
-        // more; otherwise, even when nothing new arrives, decode what is
-        // buffered: the heartbeat keeper may have read part of it.
-        let timeout =
-            if timeout.is_some_and(|t| t.is_zero()) || !self.t.has_frame() { timeout } else { Some(Duration::ZERO) };
+        // Whole frames already buffered (the heartbeat keeper may have read
+        // them while the user's code ran) are decoded without waiting for
+        // more.
         match self.t.fill(timeout, self.decoder_limit()) {
             Ok(_) => {}
             Err(Error::Protocol(e)) => {
