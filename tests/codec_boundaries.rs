@@ -805,3 +805,51 @@ fn a_full_frame_of_one_byte_values_allocates_at_most_33_times_its_payload() {
     assert_eq!(result, Ok(()));
     assert!(stats.peak_bytes <= 33 * payload_len, "{stats:?}");
 }
+
+#[test]
+fn encode_publish_writes_exactly_the_frames_it_is_made_of() {
+    // encode_publish writes the usual publish (short names, no properties)
+    // in fixed-size pieces: byte for byte what the frames encode to.
+    let long = "r".repeat(255);
+    let with_type = BasicProperties::default().content_type("text/plain");
+    for channel in [1u16, 258, 65535] {
+        for (exchange, routing_key) in [("", ""), ("x", "k"), ("amq.topic", long.as_str())] {
+            for mandatory in [false, true] {
+                for properties in [BasicProperties::default(), with_type.clone()] {
+                    for frame_max in [520u32, 4096, 131_072] {
+                        for len in [0usize, 1, 4088, 4089] {
+                            let body = pattern_body(len, 7);
+                            let mut expected = Vec::new();
+                            let method = BasicPublish {
+                                ticket: 0,
+                                exchange: exchange.into(),
+                                routing_key: routing_key.into(),
+                                mandatory,
+                                immediate: false,
+                            };
+                            let header = ContentHeader::new(len as u64, properties.clone());
+                            Frame::Method { channel, method: method.into() }.encode(&mut expected, frame_max).unwrap();
+                            Frame::Header { channel, header }.encode(&mut expected, frame_max).unwrap();
+                            let chunk = (frame_max - 8) as usize;
+                            for piece in body.chunks(chunk) {
+                                Frame::Body { channel, payload: piece.to_vec() }
+                                    .encode(&mut expected, frame_max)
+                                    .unwrap();
+                            }
+                            let publish =
+                                Publish { exchange, routing_key, body: &body, properties: &properties, mandatory };
+                            let mut got = vec![0xAA];
+                            encode_publish(&mut got, channel, &publish, frame_max).unwrap();
+                            assert!(
+                                got[1..] == expected[..] && got[0] == 0xAA,
+                                "channel {channel}, {exchange:?}/{} bytes, mandatory {mandatory}, {properties:?}, \
+                                 frame_max {frame_max}, body {len}",
+                                routing_key.len()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

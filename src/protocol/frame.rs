@@ -1,7 +1,7 @@
 //! Frames: the incremental decoder, frame encoding, the one-buffer publish
 //! encoder and the content assembler.
 
-use super::codec::Writer;
+use super::codec::{Writer, SHORTSTR_MAX};
 use super::error::ProtocolError;
 use super::method::{encode_basic_publish, Method};
 use super::properties::{encode_header, BasicProperties, ContentHeader};
@@ -335,12 +335,56 @@ fn encode_publish_with(
     let Publish { exchange, routing_key, body, properties, mandatory } = *publish;
     let start = buf.len();
     let result = (|| {
-        write_frame(buf, FRAME_METHOD, channel, frame_max, |buf| {
-            encode_basic_publish(&mut Writer::new(buf), exchange, routing_key, mandatory)
-        })?;
-        write_frame(buf, FRAME_HEADER, channel, frame_max, |buf| {
-            encode_header(&mut Writer::new(buf), body.len() as u64, properties)
-        })?;
+        let (ex, rk) = (exchange.as_bytes(), routing_key.as_bytes());
+        let [c0, c1] = channel.to_be_bytes();
+        // The common case, written in a few fixed-size pieces: names that fit
+        // a short string, a frame_max that holds the largest such method
+        // (9 + 2 * 255 bytes), and, for the header, no properties.
+        if ex.len() <= SHORTSTR_MAX && rk.len() <= SHORTSTR_MAX && payload_limit(frame_max) >= 9 + 2 * 255 {
+            let [s0, s1, s2, s3] = ((9 + ex.len() + rk.len()) as u32).to_be_bytes();
+            // type, channel, size; class 60, method 40, ticket 0
+            buf.extend_from_slice(&[FRAME_METHOD, c0, c1, s0, s1, s2, s3, 0, 60, 0, 40, 0, 0, ex.len() as u8]);
+            buf.extend_from_slice(ex);
+            buf.push(rk.len() as u8);
+            buf.extend_from_slice(rk);
+            buf.extend_from_slice(&[u8::from(mandatory), FRAME_END]);
+        } else {
+            write_frame(buf, FRAME_METHOD, channel, frame_max, |buf| {
+                encode_basic_publish(&mut Writer::new(buf), exchange, routing_key, mandatory)
+            })?;
+        }
+        if properties.flags() == 0 {
+            let [b0, b1, b2, b3, b4, b5, b6, b7] = (body.len() as u64).to_be_bytes();
+            // type, channel, size 14; class 60, weight 0, body size, flags 0
+            buf.extend_from_slice(&[
+                FRAME_HEADER,
+                c0,
+                c1,
+                0,
+                0,
+                0,
+                14,
+                0,
+                60,
+                0,
+                0,
+                b0,
+                b1,
+                b2,
+                b3,
+                b4,
+                b5,
+                b6,
+                b7,
+                0,
+                0,
+                FRAME_END,
+            ]);
+        } else {
+            write_frame(buf, FRAME_HEADER, channel, frame_max, |buf| {
+                encode_header(&mut Writer::new(buf), body.len() as u64, properties)
+            })?;
+        }
         let chunk = usize::try_from(payload_limit(frame_max)).unwrap_or(usize::MAX).max(1);
         let mut at = 0;
         while at < body.len() {

@@ -93,7 +93,7 @@ macro_rules! properties {
 
             /// The property-flags word: bit 15 for `content_type` down to bit 2
             /// for `cluster_id`.
-            fn flags(&self) -> u16 {
+            pub(crate) fn flags(&self) -> u16 {
                 let mut flags = 0u16;
                 $( if self.$field.is_some() { flags |= 1 << $bit; } )*
                 flags
